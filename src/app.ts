@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { publicUrl, type Config } from './config.js';
+import type { Database } from './db/index.js';
+import { gatewayLogger } from './logger.js';
+import database from './plugins/database.js';
+import docs from './plugins/docs.js';
+import errors from './plugins/errors.js';
+import health from './plugins/health.js';
+import metrics from './plugins/metrics.js';
+import security from './plugins/security.js';
+
+export interface BuildOptions {
+  /** An already open database to use instead of opening DATABASE_URL (the caller closes it). */
+  database?: Database;
+  /** A logger instance to use instead of one made from the configuration. */
+  logger?: FastifyBaseLogger;
+}
+
+/** A request id we accept from a caller: short, printable, no separators that break logs or headers. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+export function requestIdFor(request: IncomingMessage): string {
+  const offered = request.headers['x-request-id'];
+  return typeof offered === 'string' && SANE_REQUEST_ID.test(offered) ? offered : randomUUID();
+}
+
+/**
+ * Build the gateway: every test, script and the server build the same app from a configuration.
+ * Only src/server.ts listens.
+ */
+export async function buildApp(config: Config, options: BuildOptions = {}) {
+  const app = Fastify({
+    loggerInstance: options.logger ?? gatewayLogger(config),
+    genReqId: requestIdFor,
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    bodyLimit: config.BODY_LIMIT,
+    trustProxy: config.TRUST_PROXY,
+    connectionTimeout: config.REQUEST_TIMEOUT_MS,
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
+    return503OnClosing: true,
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // First hook of all, so that every answer (404s, shed load, errors) carries the id.
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  // While closing, answers in flight end their keep-alive connection, so that a graceful
+  // shutdown does not wait for idle sockets to time out.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+
+  // Request bodies are JSON (and forms where an RFC says so): plain text is refused with 415.
+  app.removeContentTypeParser('text/plain');
+  await app.register(errors);
+  await app.register(database, {
+    url: config.DATABASE_URL,
+    poolMax: config.DATABASE_POOL_MAX,
+    ...(options.database ? { database: options.database } : {}),
+  });
+  await app.register(security, { config });
+  await app.register(docs, { publicUrl: publicUrl(config) });
+  await app.register(metrics);
+  await app.register(health);
+
+  return app;
+}
+
+export type App = Awaited<ReturnType<typeof buildApp>>;
+export type { FastifyInstance };

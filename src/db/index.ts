@@ -1,0 +1,232 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import lockfile from 'proper-lockfile';
+import { migrationsFolder } from '../paths.js';
+import * as schema from './schema.js';
+
+export { schema };
+
+/** One database type over both drivers: every repository is written against this. */
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export type Driver = 'pglite' | 'postgres';
+
+export interface MigrationStatus {
+  /** Migrations shipped with this build (drizzle-kit's journal). */
+  expected: number;
+  /** Migrations recorded as applied in the database. */
+  applied: number;
+}
+
+export interface PoolStats {
+  max: number;
+  open: number;
+  busy: number;
+}
+
+export interface DatabaseLogger {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface Database {
+  readonly driver: Driver;
+  readonly db: Db;
+  /** Where the data lives, safe to log: a directory, memory://, or the URL without credentials. */
+  readonly location: string;
+  ping(): Promise<void>;
+  migrate(): Promise<MigrationStatus>;
+  migrationStatus(): Promise<MigrationStatus>;
+  /** LISTEN on a channel; resolves to a function that stops listening. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  notify(channel: string, payload: string): Promise<void>;
+  poolStats(): Promise<PoolStats>;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  poolMax?: number;
+  logger?: DatabaseLogger;
+}
+
+/** Thrown when a PGlite directory is already held by another process. */
+export class DatabaseInUseError extends Error {
+  override name = 'DatabaseInUseError';
+  readonly code = 'database_in_use';
+  constructor(readonly directory: string) {
+    super(
+      `The PGlite data directory ${directory} is in use by another process (a running gateway?). ` +
+        'PGlite allows one process per directory: stop that process, or do this through its admin API.',
+    );
+  }
+}
+
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//.test(url);
+}
+
+/**
+ * Open the database named by a URL: postgres://… → PostgreSQL through postgres.js; memory:// or a
+ * directory → embedded PGlite. Driver modules are imported lazily, so a PostgreSQL deployment
+ * never loads the WASM build and vice versa.
+ */
+export async function openDatabase(url: string, options: OpenDatabaseOptions = {}): Promise<Database> {
+  return isPostgresUrl(url) ? openPostgres(url, options) : openPglite(url, options);
+}
+
+async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<Database> {
+  const { default: postgres } = await import('postgres');
+  const { drizzle } = await import('drizzle-orm/postgres-js');
+  const { migrate } = await import('drizzle-orm/postgres-js/migrator');
+  const max = options.poolMax ?? 10;
+  // A per-process application name lets poolStats() count this pool's own connections.
+  const applicationName = `govdata-gateway-${randomUUID().slice(0, 8)}`;
+  const onnotice = (notice: unknown) => options.logger?.debug({ notice }, 'postgres notice');
+  const client = postgres(url, {
+    max,
+    onnotice,
+    connection: { application_name: applicationName },
+  });
+  const db = drizzle(client, { schema }) as unknown as Db;
+  const location = redactUrl(url);
+
+  return {
+    driver: 'postgres',
+    db,
+    location,
+    async ping() {
+      await client`select 1`;
+    },
+    async migrate() {
+      // postgres.js migrations want a connection of their own (max: 1): the advisory lock and the
+      // migration transaction must share it.
+      const migrationClient = postgres(url, { max: 1, onnotice });
+      try {
+        await migrate(drizzle(migrationClient), { migrationsFolder });
+      } finally {
+        await migrationClient.end();
+      }
+      return migrationStatus(db);
+    },
+    migrationStatus: () => migrationStatus(db),
+    async listen(channel, onPayload) {
+      const subscription = await client.listen(channel, onPayload);
+      return () => subscription.unlisten();
+    },
+    async notify(channel, payload) {
+      await client.notify(channel, payload);
+    },
+    async poolStats() {
+      const [row] = await client<{ open: number; busy: number }[]>`
+        select count(*)::int as open, (count(*) filter (where state = 'active'))::int - 1 as busy
+        from pg_stat_activity where application_name = ${applicationName}`;
+      return { max, open: row?.open ?? 0, busy: Math.max(0, row?.busy ?? 0) };
+    },
+    async close() {
+      await client.end({ timeout: 5 });
+    },
+  };
+}
+
+async function openPglite(url: string, options: OpenDatabaseOptions): Promise<Database> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { pg_trgm } = await import('@electric-sql/pglite/contrib/pg_trgm');
+  const { drizzle } = await import('drizzle-orm/pglite');
+  const { migrate } = await import('drizzle-orm/pglite/migrator');
+
+  const inMemory = url.startsWith('memory://');
+  const directory = inMemory ? undefined : resolve(url);
+  let release: (() => Promise<void>) | undefined;
+  if (directory) {
+    await mkdir(directory, { recursive: true });
+    release = await lockDirectory(directory, options.logger);
+  }
+  let client: InstanceType<typeof PGlite>;
+  try {
+    client = await PGlite.create(directory ?? 'memory://', { extensions: { pg_trgm } });
+  } catch (error) {
+    await release?.();
+    throw error;
+  }
+  const db = drizzle(client, { schema }) as unknown as Db;
+
+  return {
+    driver: 'pglite',
+    db,
+    location: directory ?? 'memory://',
+    async ping() {
+      await client.query('select 1');
+    },
+    async migrate() {
+      await migrate(drizzle(client), { migrationsFolder });
+      return migrationStatus(db);
+    },
+    migrationStatus: () => migrationStatus(db),
+    listen: (channel, onPayload) => client.listen(channel, onPayload),
+    async notify(channel, payload) {
+      await client.query('select pg_notify($1, $2)', [channel, payload]);
+    },
+    async poolStats() {
+      // PGlite is one connection inside this process.
+      return { max: 1, open: client.closed ? 0 : 1, busy: 0 };
+    },
+    async close() {
+      try {
+        if (!client.closed) await client.close();
+      } finally {
+        await release?.();
+      }
+    },
+  };
+}
+
+/**
+ * PGlite corrupts a data directory that two processes open at once, so the gateway and the CLI
+ * take an exclusive lock on it (proper-lockfile: a lock directory whose mtime the holder keeps
+ * fresh, taken over only when it is stale, i.e. its holder died).
+ */
+async function lockDirectory(directory: string, logger?: DatabaseLogger): Promise<() => Promise<void>> {
+  try {
+    return await lockfile.lock(directory, {
+      lockfilePath: join(directory, 'gateway.lock'),
+      stale: 15_000,
+      update: 5_000,
+      realpath: false,
+      onCompromised: (error) => logger?.warn({ err: error }, 'lost the lock on the PGlite data directory'),
+    });
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ELOCKED') throw new DatabaseInUseError(directory);
+    throw error;
+  }
+}
+
+async function migrationStatus(db: Db): Promise<MigrationStatus> {
+  const journal = JSON.parse(await readFile(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as {
+    entries: unknown[];
+  };
+  const table = await db.execute(sql`select to_regclass('drizzle.__drizzle_migrations') is not null as present`);
+  let applied = 0;
+  if (rowsOf<{ present: boolean }>(table)[0]?.present) {
+    const counted = await db.execute(sql`select count(*)::int as applied from drizzle.__drizzle_migrations`);
+    applied = rowsOf<{ applied: number }>(counted)[0]?.applied ?? 0;
+  }
+  return { expected: journal.entries.length, applied };
+}
+
+/** postgres.js answers an array of rows, PGlite an object with `rows`: read either. */
+export function rowsOf<T>(result: unknown): T[] {
+  return Array.isArray(result) ? (result as T[]) : ((result as { rows: T[] }).rows ?? []);
+}
+
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable database URL)';
+  }
+}

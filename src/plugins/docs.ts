@@ -1,0 +1,44 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import pkg from '../../package.json' with { type: 'json' };
+
+export interface DocsOptions {
+  publicUrl: string;
+}
+
+export const openapiInfo = {
+  title: 'Government data exchange and open-data gateway',
+  version: pkg.version,
+  description:
+    'One gateway for government data: the resource catalog, sharing between agencies (applications, ' +
+    'grants, exchange and verification), open data downloads, and a tamper-evident audit trail. ' +
+    'Errors are RFC 9457 problem+json with a stable `code`.',
+  license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+};
+
+/** The OpenAPI document is generated from the route schemas: GET /openapi.json, the UI at /docs. */
+async function docs(app: FastifyInstance, { publicUrl }: DocsOptions) {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: openapiInfo,
+      servers: [{ url: publicUrl }],
+      tags: [{ name: 'operations', description: 'Health, readiness, metrics and documentation' }],
+    },
+    refResolver: {
+      // Shared schemas keep their $id as the component name (#/components/schemas/Problem).
+      buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`),
+    },
+  });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', deepLinking: true },
+    staticCSP: true,
+    transformSpecification: (spec) => spec,
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+}
+
+export default fp(docs, { name: 'docs', fastify: '5.x' });

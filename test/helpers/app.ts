@@ -1,0 +1,101 @@
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import tap, { type Test } from 'tap';
+import pino from 'pino';
+import postgres from 'postgres';
+import { buildApp, type App } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { gatewayLogger } from '../../src/logger.js';
+import { openDatabase, type Database, type Driver } from '../../src/db/index.js';
+
+/** PGlite always; PostgreSQL too when DATABASE_URL names a server. */
+export function testDrivers(): Driver[] {
+  return process.env.DATABASE_URL?.startsWith('postgres') ? ['pglite', 'postgres'] : ['pglite'];
+}
+
+/** Run the same subtest once per driver. */
+export function forEachDriver(t: Test, name: string, body: (t: Test, driver: Driver) => Promise<void>) {
+  for (const driver of testDrivers()) {
+    t.test(`${name} [${driver}]`, (t) => body(t, driver));
+  }
+}
+
+const createdDatabases: string[] = [];
+const shared = new Map<Driver, Promise<Database>>();
+
+tap.teardown(async () => {
+  for (const database of shared.values()) await (await database).close();
+  if (createdDatabases.length === 0) return;
+  const admin = postgres(process.env.DATABASE_URL as string, { max: 1, onnotice: () => {} });
+  for (const name of createdDatabases) await admin.unsafe(`drop database if exists "${name}" with (force)`);
+  await admin.end();
+});
+
+/**
+ * A database of its own for this test file: PGlite memory://, or a fresh `test_<uuid>` database
+ * on the PostgreSQL server in DATABASE_URL (dropped when the file ends).
+ */
+export async function freshDatabaseUrl(driver: Driver): Promise<string> {
+  if (driver === 'pglite') return 'memory://';
+  const serverUrl = process.env.DATABASE_URL as string;
+  const name = `test_${randomUUID().replaceAll('-', '')}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database "${name}"`);
+  await admin.end();
+  createdDatabases.push(name);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** One migrated database per driver per test file (PGlite start-up takes seconds). */
+export function sharedDatabase(driver: Driver): Promise<Database> {
+  let database = shared.get(driver);
+  if (!database) {
+    database = freshDatabaseUrl(driver).then(async (url) => {
+      const opened = await openDatabase(url);
+      await opened.migrate();
+      return opened;
+    });
+    shared.set(driver, database);
+  }
+  return database;
+}
+
+/** Log lines an app wrote, parsed, for tests that assert what is (not) logged. */
+export class LogCapture {
+  readonly lines: Record<string, unknown>[] = [];
+  readonly logger = gatewayLogger(
+    loadConfig({ LOG_LEVEL: 'debug' }),
+    new Writable({
+      write: (chunk, _encoding, done) => {
+        for (const line of String(chunk).split('\n').filter(Boolean)) this.lines.push(JSON.parse(line));
+        done();
+      },
+    }),
+  );
+  text(): string {
+    return this.lines.map((line) => JSON.stringify(line)).join('\n');
+  }
+}
+
+export interface TestAppOptions {
+  env?: Record<string, string>;
+  /** Use this database instead of the file's shared one. */
+  database?: Database;
+  logs?: LogCapture;
+  /** Add test-only routes before the app is ready. */
+  extend?: (app: App) => void | Promise<void>;
+}
+
+/** Build the gateway as production does, on the file's shared database, closed when the test ends. */
+export async function buildTestApp(t: Test, driver: Driver, options: TestAppOptions = {}): Promise<App> {
+  const config = loadConfig({ LOG_LEVEL: 'silent', ...options.env });
+  const database = options.database ?? (await sharedDatabase(driver));
+  const logger = options.logs?.logger ?? pino({ level: 'silent' });
+  const app = await buildApp(config, { database, logger });
+  await options.extend?.(app);
+  await app.ready();
+  t.teardown(() => app.close());
+  return app;
+}
