@@ -4,7 +4,7 @@ import pino from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, ConfigSchema, loadConfig, type Config } from './config.js';
 import { DatabaseInUseError, openDatabase } from './db/index.js';
-import pkg from '../package.json' with { type: 'json' };
+import { packageInfo as pkg } from './paths.js';
 
 export interface CliIo {
   env: NodeJS.ProcessEnv;

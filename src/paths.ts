@@ -11,10 +11,19 @@ export const projectRoot: string = findProjectRoot(dirname(fileURLToPath(import.
 function findProjectRoot(start: string): string {
   for (let dir = start; ; dir = dirname(dir)) {
     const manifest = join(dir, 'package.json');
-    if (existsSync(manifest) && JSON.parse(readFileSync(manifest, 'utf8')).name === 'govdata-gateway') return dir;
+    if (existsSync(manifest) && existsSync(join(dir, 'src')) && readManifest(manifest).name === 'govdata-gateway') {
+      return dir;
+    }
     /* c8 ignore next -- only reached when the code runs outside its own package */
     if (dirname(dir) === dir) throw new Error(`govdata-gateway's package.json not found above ${start}`);
   }
 }
+
+function readManifest(path: string): { name?: string; version: string; description: string } {
+  return JSON.parse(readFileSync(path, 'utf8'));
+}
+
+/** Our package.json, read at run time (not imported, so that the build does not copy it). */
+export const packageInfo = readManifest(join(projectRoot, 'package.json'));
 
 export const migrationsFolder = join(projectRoot, 'src', 'db', 'migrations');

@@ -47,7 +47,7 @@ t.test('the message never echoes the value (it may be a secret)', async (t) => {
 });
 
 t.test('the server stops at start-up with one line and exit code 1 on a bad variable', async (t) => {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const result = spawnSync(process.execPath, ['dist/src/server.js'], {
     cwd: projectRoot,
     env: { ...process.env, PORT: 'not-a-port', DATABASE_URL: 'memory://' },
     encoding: 'utf8',

@@ -42,10 +42,11 @@ t.test('closing the app finishes in-flight requests and refuses new connections'
   await t.rejects(fetch(`http://127.0.0.1:${port}/healthz`), 'no new connections after close');
 });
 
+// The compiled server, as npm start runs it (npm test builds first).
 t.test('SIGTERM stops the server cleanly and releases the PGlite directory', async (t) => {
   const port = await freePort();
   const directory = join(t.testdir(), 'pglite');
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, ['dist/src/server.js'], {
     cwd: projectRoot,
     env: { ...process.env, PORT: String(port), DATABASE_URL: directory, LOG_PRETTY: 'false', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import pkg from '../../package.json' with { type: 'json' };
+import { packageInfo as pkg } from '../paths.js';
 
 export interface DocsOptions {
   publicUrl: string;
