@@ -5,6 +5,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { publicUrl, type Config } from './config.js';
 import type { Database } from './db/index.js';
 import { gatewayLogger } from './logger.js';
+import catalog from './catalog/index.js';
+import auth from './plugins/auth.js';
 import database from './plugins/database.js';
 import docs from './plugins/docs.js';
 import errors from './plugins/errors.js';
@@ -73,6 +75,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   await app.register(docs, { publicUrl: publicUrl(config) });
   await app.register(metrics);
   await app.register(health);
+  await app.register(auth);
+  await app.register(catalog, { config });
 
   return app;
 }

@@ -3,7 +3,9 @@ import { Command, CommanderError } from 'commander';
 import pino from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, ConfigSchema, loadConfig, type Config } from './config.js';
-import { DatabaseInUseError, openDatabase } from './db/index.js';
+import { defaultCatalogDir, loadCatalog, syncCatalogDir } from './catalog/index.js';
+import { formatCatalogError } from './catalog/files.js';
+import { DatabaseInUseError, openDatabase, type Database } from './db/index.js';
 import { packageInfo as pkg } from './paths.js';
 
 export interface CliIo {
@@ -61,6 +63,65 @@ export function buildCli(io: CliIo = processIo): Command {
         await database.close();
       }
     });
+
+  const catalog = program.command('catalog').description('the resource catalog files');
+  const catalogDir = (dir: string | undefined) => dir ?? config().CATALOG_DIR ?? defaultCatalogDir;
+
+  catalog
+    .command('validate')
+    .argument('[dir]', 'catalog folder (default: CATALOG_DIR or the shipped catalog/)')
+    .description('check every catalog file against the schemas and rules; lists every error')
+    .action(async (dir: string | undefined) => {
+      const folder = catalogDir(dir);
+      const loaded = await loadCatalog(folder);
+      if (!loaded.ok) {
+        for (const error of loaded.errors) io.stderr(`${formatCatalogError(error)} [${error.code}]\n`);
+        throw new CliError(`${folder}: ${loaded.errors.length} error(s)`);
+      }
+      const { agencies, resources } = loaded.catalog;
+      io.stdout(`${folder}: valid, ${agencies.length} agencies, ${resources.length} resources\n`);
+    });
+
+  catalog
+    .command('sync')
+    .argument('[dir]', 'catalog folder (default: CATALOG_DIR or the shipped catalog/)')
+    .description('validate the catalog files and sync them into DATABASE_URL in one transaction')
+    .option('--json', 'print the sync report as JSON')
+    .action(async (dir: string | undefined, options: { json?: boolean }) => {
+      const folder = catalogDir(dir);
+      await withDatabase(async (database) => {
+        const outcome = await syncCatalogDir(database.db, folder);
+        if (!outcome.ok) {
+          for (const error of outcome.errors) io.stderr(`${formatCatalogError(error)} [${error.code}]\n`);
+          throw new CliError(`${folder}: ${outcome.errors.length} error(s); nothing was synced`);
+        }
+        const { changes, ...counts } = outcome.report;
+        if (options.json) {
+          io.stdout(`${JSON.stringify(outcome.report, null, 2)}\n`);
+          return;
+        }
+        for (const change of changes) {
+          const fields = change.change === 'updated' ? ` (${change.fields.join(', ')})` : '';
+          io.stdout(`${change.change} ${change.kind} ${change.code} v${change.version}${fields}\n`);
+        }
+        io.stdout(
+          `sync ${counts.sync_id}: ${counts.created} created, ${counts.updated} updated, ` +
+            `${counts.retired} retired, ${counts.unchanged} unchanged\n`,
+        );
+      });
+    });
+
+  /** Open DATABASE_URL (migrated), run, close: the CLI's way to the data. */
+  async function withDatabase(work: (database: Database) => Promise<void>) {
+    const { DATABASE_URL, DATABASE_POOL_MAX } = config();
+    const database = await openDatabase(DATABASE_URL, { poolMax: DATABASE_POOL_MAX });
+    try {
+      await database.migrate();
+      await work(database);
+    } finally {
+      await database.close();
+    }
+  }
 
   program
     .command('openapi')

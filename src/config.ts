@@ -63,10 +63,18 @@ export const ConfigSchema = Type.Object(
       description: 'Shed load (503 + Retry-After) above this event-loop delay; 0 turns it off.',
     }),
     MAX_EVENT_LOOP_UTILIZATION: Type.Number({
-      default: 0.98,
+      default: 0,
       minimum: 0,
       maximum: 1,
-      description: 'Shed load above this event-loop utilisation (0..1); 0 turns it off.',
+      description:
+        'Shed load above this event-loop utilisation (0..1); 0 (the default) turns it off, since a saturated but responsive loop is serving at full speed.',
+    }),
+    CATALOG_DIR: Type.Optional(
+      Type.String({ minLength: 1, description: 'Folder of catalog YAML files. Defaults to the catalog/ shipped with the gateway.' }),
+    ),
+    CATALOG_SYNC_ON_START: Type.Boolean({
+      default: true,
+      description: 'Sync the catalog files into the database at start-up (an invalid catalog keeps the last good one).',
     }),
     PUBLIC_URL: Type.Optional(
       Type.String({

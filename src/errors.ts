@@ -1,13 +1,24 @@
 import createError from '@fastify/error';
 
+const OWN_CODE_PREFIX = 'GW_';
+
 /**
- * The gateway's stable error codes. Each leaves as RFC 9457 problem+json with `code` set to the
- * constructor's code (snake_case, part of the wire contract: clients switch on it).
- * Domains add theirs beside their routes with the same `createError`.
+ * Define one of the gateway's errors (@fastify/error underneath). It leaves as RFC 9457
+ * problem+json whose `code` is the snake_case code given here: part of the wire contract, since
+ * clients switch on it. @fastify/error upper-cases codes, so ours carry a prefix that the error
+ * handler recognises and turns back.
  */
-export const NotFound = createError<[string]>('not_found', '%s', 404);
-export const InvalidRequest = createError<[string]>('invalid_request', '%s', 400);
-export const NotReady = createError<[string]>('not_ready', '%s', 503);
+export function defineProblem<Args extends unknown[] = [string]>(code: string, message: string, status: number) {
+  return createError<Args>(`${OWN_CODE_PREFIX}${code}`, message, status);
+}
+
+/** The wire code of one of our errors, or undefined for anybody else's. */
+export function ownProblemCode(errorCode: string | undefined): string | undefined {
+  return errorCode?.startsWith(OWN_CODE_PREFIX) ? errorCode.slice(OWN_CODE_PREFIX.length).toLowerCase() : undefined;
+}
+
+export const NotFound = defineProblem('not_found', '%s', 404);
+export const InvalidRequest = defineProblem('invalid_request', '%s', 400);
 
 /** Fastify's own errors, mapped to our codes so that clients see one vocabulary. */
 export const fastifyErrorCodes: Record<string, string> = {

@@ -32,6 +32,21 @@ export function serializeRequest(request: FastifyRequest) {
   };
 }
 
+/**
+ * Errors as pino logs them, less the bound values of a failed query: drizzle puts them in the
+ * message ("params: …") and in `params`, and they can be a person's identifiers.
+ */
+export function serializeError(error: Error): Record<string, unknown> {
+  const serialized = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
+  delete serialized.params;
+  for (const key of ['message', 'stack'] as const) {
+    if (typeof serialized[key] === 'string') {
+      serialized[key] = (serialized[key] as string).replace(/\nparams: .*/g, '\nparams: [redacted]');
+    }
+  }
+  return serialized;
+}
+
 export function loggerOptions(config: Config, pretty = config.LOG_PRETTY ?? process.stdout.isTTY === true): LoggerOptions {
   return {
     level: config.LOG_LEVEL,
@@ -39,7 +54,7 @@ export function loggerOptions(config: Config, pretty = config.LOG_PRETTY ?? proc
     serializers: {
       req: serializeRequest as unknown as (value: unknown) => unknown,
       res: (reply: { statusCode: number }) => ({ statusCode: reply.statusCode }),
-      err: pino.stdSerializers.err,
+      err: serializeError,
     },
     ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:standard' } } } : {}),
   };

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import t from 'tap';
 import { configTable, runCli } from '../src/cli.js';
+import { copyCatalog, editCatalogFile } from './helpers/catalog.js';
 
 function io(env: Record<string, string> = {}) {
   const out: string[] = [];
@@ -51,4 +52,44 @@ t.test('gateway openapi --check tells a stale file from a current one', async (t
   const toStdout = io();
   t.equal(await runCli(['openapi'], toStdout.io), 0);
   t.match(toStdout.out.join(''), /^openapi: 3\.1\.0/);
+});
+
+t.test('gateway catalog validate: the shipped catalog passes, a broken copy fails with file and pointer', async (t) => {
+  const good = io();
+  t.equal(await runCli(['catalog', 'validate'], good.io), 0);
+  t.match(good.out.join(''), /catalog: valid, 8 agencies, 37 resources\n$/);
+
+  const dir = copyCatalog(t);
+  editCatalogFile(dir, 'zj-edu/330000-EDU-00001.yaml', /^theme: education$/m, 'theme: cooking');
+  editCatalogFile(dir, 'zj-psb/330000-PSB-00001.yaml', /^record_key: .*$/m, 'record_key: [passport]');
+  const bad = io();
+  t.equal(await runCli(['catalog', 'validate', dir], bad.io), 1);
+  const lines = bad.err.join('').trim().split('\n');
+  t.match(lines[0], /^zj-edu\/330000-EDU-00001\.yaml#\/theme: .* \[schema\]$/);
+  t.match(lines[1], /^zj-psb\/330000-PSB-00001\.yaml#\/record_key\/0: .*passport.* \[unknown_key_item\]$/);
+  t.match(lines[2], /^gateway: .*catalog: 2 error\(s\)$/);
+});
+
+t.test('gateway catalog sync: one transaction, a report, nothing synced when invalid', async (t) => {
+  const dir = copyCatalog(t);
+  const env = { DATABASE_URL: join(dir, '..', 'pglite') };
+  const first = io(env);
+  t.equal(await runCli(['catalog', 'sync', dir], first.io), 0);
+  t.match(first.out.at(-1), /^sync 1: 45 created, 0 updated, 0 retired, 0 unchanged\n$/);
+  t.ok(first.out.includes('created resource 330000-EDU-00001 v1\n'));
+
+  editCatalogFile(dir, 'zj-amr/330000-AMR-00002.yaml', /^summary: .*$/m, 'summary: 行政处罚信息，已更新。');
+  const second = io(env);
+  t.equal(await runCli(['catalog', 'sync', dir, '--json'], second.io), 0);
+  t.match(JSON.parse(second.out.join('')), {
+    sync_id: 2,
+    updated: 1,
+    unchanged: 44,
+    changes: [{ code: '330000-AMR-00002', change: 'updated', version: 2, fields: ['summary'] }],
+  });
+
+  editCatalogFile(dir, 'zj-amr/330000-AMR-00002.yaml', /^provider: zj-amr$/m, 'provider: zj-nobody');
+  const invalid = io(env);
+  t.equal(await runCli(['catalog', 'sync', dir], invalid.io), 1);
+  t.match(invalid.err.join(''), /\[unknown_provider\][\s\S]*nothing was synced/);
 });

@@ -27,7 +27,8 @@ forEachDriver(t, 'readyz is 503 while a migration is missing', async (t, driver)
   const response = await app.inject({ url: '/readyz' });
   const body = assertProblem(t, response, 503, 'not_ready');
   t.equal(response.headers['retry-after'], '5');
-  t.match(body.checks, { database: 'ok', migrations: /^0 of \d+ migrations applied$/ });
+  const { expected } = await database.migrationStatus();
+  t.match(body.checks, { database: 'ok', migrations: `${expected - 1} of ${expected} migrations applied` });
 });
 
 forEachDriver(t, 'readyz is 503 when the database does not answer', async (t, driver) => {

@@ -25,7 +25,21 @@ async function docs(app: FastifyInstance, { publicUrl }: DocsOptions) {
       openapi: '3.1.0',
       info: openapiInfo,
       servers: [{ url: publicUrl }],
-      tags: [{ name: 'operations', description: 'Health, readiness, metrics and documentation' }],
+      tags: [
+        { name: 'catalog', description: 'The resource catalog (政务信息资源目录): resources, data items, agencies' },
+        { name: 'admin', description: 'Operator actions (scope admin)' },
+        { name: 'operations', description: 'Health, readiness, metrics and documentation' },
+      ],
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'JWT',
+            description: 'A gateway access token (OAuth 2.0 client credentials) or a trusted issuer\'s token.',
+          },
+        },
+      },
     },
     refResolver: {
       // Shared schemas keep their $id as the component name (#/components/schemas/Problem).

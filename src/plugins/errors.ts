@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { fastifyErrorCodes, problemTitles, problemType } from '../errors.js';
+import { fastifyErrorCodes, ownProblemCode, problemTitles, problemType } from '../errors.js';
 
 /** RFC 9457 problem details, as every 4xx and 5xx leaves the gateway. */
 export interface Problem {
@@ -126,8 +126,10 @@ function buildProblem(
 }
 
 function codeFor(error: FastifyError, status: number): string {
+  const own = ownProblemCode(error.code);
+  if (own) return own;
   if (error.code && fastifyErrorCodes[error.code]) return fastifyErrorCodes[error.code] as string;
-  // Our own codes are snake_case; anything else (a plugin's FST_… code) is named by its status.
+  // Errors that are classes of ours carry snake_case codes; anything else is named by its status.
   if (error.code && /^[a-z][a-z0-9_]*$/.test(error.code)) return error.code;
   if (status === 429) return 'rate_limited';
   if (status === 404) return 'not_found';

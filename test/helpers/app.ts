@@ -48,6 +48,14 @@ export async function freshDatabaseUrl(driver: Driver): Promise<string> {
   return url.toString();
 }
 
+/** A migrated database of the test's own, closed when the test ends. */
+export async function freshDatabase(t: Test, driver: Driver): Promise<Database> {
+  const database = await openDatabase(await freshDatabaseUrl(driver));
+  t.teardown(() => database.close());
+  await database.migrate();
+  return database;
+}
+
 /** One migrated database per driver per test file (PGlite start-up takes seconds). */
 export function sharedDatabase(driver: Driver): Promise<Database> {
   let database = shared.get(driver);
@@ -90,7 +98,9 @@ export interface TestAppOptions {
 
 /** Build the gateway as production does, on the file's shared database, closed when the test ends. */
 export async function buildTestApp(t: Test, driver: Driver, options: TestAppOptions = {}): Promise<App> {
-  const config = loadConfig({ LOG_LEVEL: 'silent', ...options.env });
+  // Load shedding is tested on its own (pressure.test.ts); elsewhere a busy shared machine must
+  // not turn answers into 503s.
+  const config = loadConfig({ LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: '0', ...options.env });
   const database = options.database ?? (await sharedDatabase(driver));
   const logger = options.logs?.logger ?? pino({ level: 'silent' });
   const app = await buildApp(config, { database, logger });
