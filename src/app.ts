@@ -5,7 +5,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { publicUrl, type Config } from './config.js';
 import type { Database } from './db/index.js';
 import { gatewayLogger } from './logger.js';
+import audit from './audit/index.js';
 import catalog from './catalog/index.js';
+import identity from './identity/index.js';
 import auth from './plugins/auth.js';
 import database from './plugins/database.js';
 import docs from './plugins/docs.js';
@@ -76,6 +78,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   await app.register(metrics);
   await app.register(health);
   await app.register(auth);
+  await app.register(identity, { config });
+  await app.register(audit, { config });
   await app.register(catalog, { config });
 
   return app;

@@ -1,9 +1,23 @@
 import { writeFile, readFile } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
+import type { JSONWebKeySet } from 'jose';
 import pino from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, ConfigSchema, loadConfig, type Config } from './config.js';
 import { defaultCatalogDir, loadCatalog, syncCatalogDir } from './catalog/index.js';
+import { lastSync } from './catalog/repository.js';
+import {
+  announce,
+  clientView,
+  createClient,
+  disableClient,
+  KeyDecryptionError,
+  keyEncryptionKey,
+  KeyStore,
+  listClients,
+  rotateClientSecret,
+  scopeWords,
+} from './identity/index.js';
 import { formatCatalogError } from './catalog/files.js';
 import { DatabaseInUseError, openDatabase, type Database } from './db/index.js';
 import { packageInfo as pkg } from './paths.js';
@@ -111,17 +125,105 @@ export function buildCli(io: CliIo = processIo): Command {
       });
     });
 
-  /** Open DATABASE_URL (migrated), run, close: the CLI's way to the data. */
-  async function withDatabase(work: (database: Database) => Promise<void>) {
-    const { DATABASE_URL, DATABASE_POOL_MAX } = config();
+  /**
+   * Open DATABASE_URL (migrated, with the catalog loaded once if it never was, since clients
+   * belong to its agencies), run, close: the CLI's way to the data.
+   */
+  async function withDatabase(work: (database: Database) => Promise<void>, options: { needsCatalog?: boolean } = {}) {
+    const { DATABASE_URL, DATABASE_POOL_MAX, CATALOG_DIR } = config();
     const database = await openDatabase(DATABASE_URL, { poolMax: DATABASE_POOL_MAX });
     try {
       await database.migrate();
+      if (options.needsCatalog && !(await lastSync(database.db))) {
+        await syncCatalogDir(database.db, CATALOG_DIR ?? defaultCatalogDir);
+      }
       await work(database);
     } finally {
       await database.close();
     }
   }
+
+  const client = program.command('client').description('OAuth clients: systems of an agency');
+  const printClient = (view: object, json: boolean | undefined) =>
+    io.stdout(json ? `${JSON.stringify(view, null, 2)}\n` : `${Object.entries(view).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(' ') : String(v)}`).join('\n')}\n`);
+
+  client
+    .command('create')
+    .description('register a client; prints its id and, for secret clients, the secret (shown once)')
+    .requiredOption('--agency <code>', 'the agency the client belongs to')
+    .requiredOption('--scopes <words>', `space-separated scope words: ${scopeWords.join(' ')}`)
+    .option('--name <name>', 'a name people recognise')
+    .option('--jwks <file>', 'public JWK Set for private_key_jwt (no secret is made)')
+    .option('--json', 'print JSON')
+    .action(async (options: { agency: string; scopes: string; name?: string; jwks?: string; json?: boolean }) => {
+      const jwks = options.jwks ? ((await readJson(options.jwks)) as JSONWebKeySet) : undefined;
+      await withDatabase(async (database) => {
+        const created = await createClient(database.db, {
+          agency: options.agency,
+          scopes: options.scopes.split(/[\s,]+/).filter(Boolean),
+          ...(options.name ? { name: options.name } : {}),
+          ...(jwks ? { jwks } : {}),
+        });
+        printClient({ ...clientView(created.client), ...(created.secret ? { client_secret: created.secret } : {}) }, options.json);
+      }, { needsCatalog: true });
+    });
+
+  client
+    .command('list')
+    .description('list clients')
+    .option('--agency <code>', 'only this agency\'s clients')
+    .option('--json', 'print JSON')
+    .action(async (options: { agency?: string; json?: boolean }) => {
+      await withDatabase(async (database) => {
+        const { items } = await listClients(database.db, { limit: 10_000, ...(options.agency ? { agency: options.agency } : {}) });
+        const views = items.map(clientView);
+        if (options.json) return void io.stdout(`${JSON.stringify(views, null, 2)}\n`);
+        for (const view of views) {
+          io.stdout(`${view.client_id}\t${view.agency}\t${view.status}\t${view.auth_method}\t${view.scopes.join(' ')}\n`);
+        }
+      });
+    });
+
+  client
+    .command('disable')
+    .argument('<client_id>')
+    .description('disable a client; its tokens stop working on every instance within a second')
+    .action(async (id: string) => {
+      await withDatabase(async (database) => {
+        await disableClient(database.db, id);
+        await announce(database, { type: 'client_disabled', client_id: id });
+        io.stdout(`disabled ${id}\n`);
+      });
+    });
+
+  client
+    .command('rotate-secret')
+    .argument('<client_id>')
+    .description('give a client a new secret (shown once); the old one stops working at once')
+    .option('--json', 'print JSON')
+    .action(async (id: string, options: { json?: boolean }) => {
+      await withDatabase(async (database) => {
+        const rotated = await rotateClientSecret(database.db, id);
+        printClient({ client_id: rotated.client.id, client_secret: rotated.secret }, options.json);
+      });
+    });
+
+  program
+    .command('keys')
+    .description('the gateway\'s token signing keys')
+    .command('rotate')
+    .description('sign with a new key from now on; the old one stays published until its tokens expire')
+    .action(async () => {
+      const settings = config();
+      await withDatabase(async (database) => {
+        const keys = new KeyStore(database.db, await keyEncryptionKey(settings), settings.TOKEN_SIGNING_ALG, settings.TOKEN_TTL_SECONDS);
+        // Loading first proves KEY_ENCRYPTION_KEY opens the stored keys before anything is written.
+        const madeFirstKey = await keys.start();
+        const kid = madeFirstKey ? keys.signingKey().kid : await keys.rotate();
+        await announce(database, { type: 'keys_rotated' });
+        io.stdout(`signing with ${kid}\n`);
+      });
+    });
 
   program
     .command('openapi')
@@ -153,6 +255,14 @@ export function buildCli(io: CliIo = processIo): Command {
   return program;
 }
 
+async function readJson(file: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new CliError(`${file}: ${(error as Error).message}`);
+  }
+}
+
 /** The OpenAPI document as YAML, from an app on a throw-away in-memory database. */
 export async function generateOpenapi(): Promise<string> {
   const app = await buildApp(loadConfig({ DATABASE_URL: 'memory://' }), { logger: pino({ level: 'silent' }) });
@@ -181,7 +291,13 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode;
-    if (error instanceof CliError || error instanceof ConfigError || error instanceof DatabaseInUseError) {
+    if (
+      error instanceof CliError ||
+      error instanceof ConfigError ||
+      error instanceof DatabaseInUseError ||
+      error instanceof KeyDecryptionError ||
+      (error instanceof Error && /^GW_/.test(String((error as { code?: string }).code)))
+    ) {
       io.stderr(`gateway: ${error.message}\n`);
       return 1;
     }

@@ -1,3 +1,4 @@
+import { Ajv } from 'ajv';
 import envSchema from 'env-schema';
 import Type from 'typebox';
 
@@ -76,6 +77,81 @@ export const ConfigSchema = Type.Object(
       default: true,
       description: 'Sync the catalog files into the database at start-up (an invalid catalog keeps the last good one).',
     }),
+    TOKEN_ISSUER: Type.Optional(
+      Type.String({ minLength: 1, description: 'The `iss` of the access tokens this gateway signs. Defaults to PUBLIC_URL.' }),
+    ),
+    TOKEN_AUDIENCE: Type.String({
+      default: 'govdata-gateway',
+      minLength: 1,
+      description: 'The `aud` of the access tokens this gateway signs and accepts (RFC 9068).',
+    }),
+    TOKEN_TTL_SECONDS: Type.Integer({
+      default: 900,
+      minimum: 60,
+      maximum: 86_400,
+      description: 'Access token lifetime.',
+    }),
+    TOKEN_SIGNING_ALG: Type.Unsafe<'EdDSA' | 'ES256'>({
+      type: 'string',
+      enum: ['EdDSA', 'ES256'],
+      default: 'EdDSA',
+      description: 'Algorithm of the gateway signing keys (new keys; old ones keep theirs).',
+    }),
+    TOKEN_RATE_LIMIT_PER_MINUTE: Type.Integer({
+      default: 60,
+      minimum: 1,
+      description: 'Token requests a client may make per minute.',
+    }),
+    CLOCK_TOLERANCE_SECONDS: Type.Integer({
+      default: 5,
+      minimum: 0,
+      maximum: 300,
+      description: 'Leeway for `exp`, `nbf` and `iat` when verifying tokens.',
+    }),
+    KEY_ENCRYPTION_KEY: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9_-]{43}=?$',
+        description:
+          '32 random bytes, base64url: encrypts the signing keys at rest. Required on PostgreSQL; on a PGlite directory one is made beside it (<dir>.kek) when unset.',
+      }),
+    ),
+    AUDIT_HASH_KEY: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9_-]{43}=?$',
+        description:
+          '32 random bytes, base64url: keys the HMAC that stands for a person in the audit trail. Required on PostgreSQL; on a PGlite directory one is made beside it (<dir>.audit-key).',
+      }),
+    ),
+    AUDIT_BATCH_MAX: Type.Integer({
+      default: 500,
+      minimum: 1,
+      maximum: 5000,
+      description: 'Most audit records written in one insert (group commit).',
+    }),
+    AUDIT_CHECKPOINT_EVERY: Type.Integer({
+      default: 1000,
+      minimum: 1,
+      description: 'Sign a checkpoint of the audit chain every this many records…',
+    }),
+    AUDIT_CHECKPOINT_SECONDS: Type.Integer({
+      default: 60,
+      minimum: 1,
+      description: '…or every this many seconds when there are new records.',
+    }),
+    AUDIT_RETENTION_MONTHS: Type.Integer({
+      default: 0,
+      minimum: 0,
+      description: 'Drop audit months older than this once they are exported (0 keeps everything).',
+    }),
+    SUPERVISOR_AGENCIES: Type.String({
+      default: '',
+      description: 'Comma-separated agency codes whose audit:read covers every agency (电子监察).',
+    }),
+    TRUSTED_ISSUERS: Type.String({
+      default: '[]',
+      description:
+        'JSON array of external token issuers: {issuer, jwks_uri, audience, algorithms, kind: agency|citizen, agency_claim | person_claim, scope_claim?, typ?}.',
+    }),
     PUBLIC_URL: Type.Optional(
       Type.String({
         pattern: '^https?://[^/]+(/.*)?$',
@@ -87,6 +163,27 @@ export const ConfigSchema = Type.Object(
 );
 
 export type Config = Type.Static<typeof ConfigSchema>;
+
+/** An external OpenID provider whose tokens the gateway accepts (TRUSTED_ISSUERS). */
+export const TrustedIssuerSchema = Type.Object(
+  {
+    issuer: Type.String({ minLength: 1 }),
+    jwks_uri: Type.String({ pattern: '^https?://' }),
+    audience: Type.String({ minLength: 1 }),
+    algorithms: Type.Array(
+      Type.Unsafe<string>({ type: 'string', enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] }),
+      { minItems: 1 },
+    ),
+    kind: Type.Unsafe<'agency' | 'citizen'>({ type: 'string', enum: ['agency', 'citizen'] }),
+    agency_claim: Type.Optional(Type.String({ minLength: 1 })),
+    person_claim: Type.Optional(Type.String({ minLength: 1 })),
+    scope_claim: Type.Optional(Type.String({ minLength: 1 })),
+    typ: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+  },
+  { additionalProperties: false },
+);
+export type TrustedIssuer = Type.Static<typeof TrustedIssuerSchema>;
+const TrustedIssuers = Type.Array(TrustedIssuerSchema);
 
 /** Names of the variables this schema knows, for the README table and error messages. */
 export const configVariables = Object.keys(ConfigSchema.properties) as Array<keyof Config>;
@@ -108,13 +205,38 @@ interface AjvErrorLike {
  * wrong; values are not echoed back since some variables hold secrets.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  let config: Config;
   try {
-    return envSchema<Config>({ schema: ConfigSchema, data: env, env: false });
+    config = envSchema<Config>({ schema: ConfigSchema, data: env, env: false });
   } catch (error) {
     const errors = (error as { errors?: AjvErrorLike[] }).errors;
     if (!errors?.length) throw error;
     throw new ConfigError(describeConfigErrors(errors));
   }
+  trustedIssuers(config);
+  return config;
+}
+
+const validateTrustedIssuers = new Ajv({ allErrors: true }).compile(TrustedIssuers);
+
+/** TRUSTED_ISSUERS parsed and checked; a bad entry names its index and field. */
+export function trustedIssuers(config: Config): TrustedIssuer[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(config.TRUSTED_ISSUERS);
+  } catch {
+    throw new ConfigError('TRUSTED_ISSUERS: is not valid JSON');
+  }
+  if (!validateTrustedIssuers(parsed)) {
+    const first = validateTrustedIssuers.errors?.[0] as AjvErrorLike;
+    const where = first.instancePath + (first.keyword === 'required' ? `/${String(first.params.missingProperty)}` : '');
+    throw new ConfigError(`TRUSTED_ISSUERS${where}: ${explain(first)}`);
+  }
+  for (const [index, entry] of (parsed as TrustedIssuer[]).entries()) {
+    const claim = entry.kind === 'agency' ? 'agency_claim' : 'person_claim';
+    if (!entry[claim]) throw new ConfigError(`TRUSTED_ISSUERS/${index}: a ${entry.kind} issuer needs ${claim}`);
+  }
+  return parsed as TrustedIssuer[];
 }
 
 function describeConfigErrors(errors: AjvErrorLike[]): string {

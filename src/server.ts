@@ -2,6 +2,7 @@ import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { DatabaseInUseError } from './db/index.js';
+import { KeyDecryptionError } from './identity/index.js';
 
 /**
  * The only file that listens. Start-up problems an operator can fix (a bad variable, a data
@@ -21,7 +22,8 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env) {
     app = await buildApp(config);
     await app.ready();
   } catch (error) {
-    if (error instanceof DatabaseInUseError) return fail(error.message);
+    if (error instanceof DatabaseInUseError || error instanceof KeyDecryptionError) return fail(error.message);
+    if (error instanceof ConfigError) return fail(`configuration error: ${error.message}`);
     throw error;
   }
 

@@ -5,7 +5,7 @@ import { buildApp } from '../src/app.js';
 import { runCli } from '../src/cli.js';
 import { loadConfig } from '../src/config.js';
 import { DatabaseInUseError, openDatabase, redactUrl, rowsOf } from '../src/db/index.js';
-import { forEachDriver, freshDatabaseUrl } from './helpers/app.js';
+import { forEachDriver, freshDatabaseUrl, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js';
 import pino from 'pino';
 
 function captureCli() {
@@ -25,7 +25,7 @@ async function appliedMigrations(url: string) {
 
 forEachDriver(t, 'a second start keeps the data and does not re-apply migrations', async (t, driver) => {
   const url = driver === 'pglite' ? join(t.testdir(), 'pglite') : await freshDatabaseUrl(driver);
-  const config = loadConfig({ DATABASE_URL: url });
+  const config = loadConfig({ DATABASE_URL: url, KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY });
   const logger = pino({ level: 'silent' });
 
   const first = await buildApp(config, { logger });

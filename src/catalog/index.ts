@@ -29,6 +29,9 @@ async function catalog(app: FastifyInstance, { config }: CatalogOptions) {
     if (outcome.ok) {
       const { changes, ...counts } = outcome.report;
       app.log.info({ dir, ...counts }, 'catalog synced');
+      if (changes.length > 0) {
+        await app.audit.record({ action: 'catalog.sync', outcome: 'allowed', row_count: changes.length, reason: `sync ${counts.sync_id}` });
+      }
     } else {
       for (const error of outcome.errors) app.log.error({ code: error.code }, formatCatalogError(error));
       app.log.error({ dir, errors: outcome.errors.length }, 'catalog files are invalid; the last good catalog stays served');
@@ -40,7 +43,8 @@ async function catalog(app: FastifyInstance, { config }: CatalogOptions) {
   app.post(
     '/v1/admin/catalog/sync',
     {
-      preHandler: app.requireScope('admin'),
+      onRequest: app.requireScope('admin'),
+      config: { audit: 'catalog.sync' },
       schema: {
         tags: ['admin'],
         summary: 'Sync the catalog files into the database (what `gateway catalog sync` does)',
@@ -61,9 +65,10 @@ async function catalog(app: FastifyInstance, { config }: CatalogOptions) {
         });
       }
       request.log.info({ sync_id: outcome.report.sync_id }, 'catalog synced by an administrator');
+      request.auditDetails = { row_count: outcome.report.changes.length };
       return outcome.report;
     },
   );
 }
 
-export default fp(catalog, { name: 'catalog', fastify: '5.x', dependencies: ['database', 'health', 'auth'] });
+export default fp(catalog, { name: 'catalog', fastify: '5.x', dependencies: ['database', 'health', 'auth', 'audit'] });

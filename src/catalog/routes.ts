@@ -105,6 +105,7 @@ export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: Cata
   app.get(
     '/v1/catalog/resources',
     {
+      config: { audit: 'catalog.search', auditAnonymous: false },
       schema: {
         tags: ['catalog'],
         summary: 'Search the resource catalog',
@@ -131,6 +132,7 @@ export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: Cata
   app.get(
     '/v1/catalog/resources/:code',
     {
+      config: { audit: 'catalog.read', auditAnonymous: false },
       schema: {
         tags: ['catalog'],
         summary: 'One resource with its data items',
@@ -148,6 +150,7 @@ export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: Cata
       if (!row || (catalogVisibility(request.caller) === 'open' && row.document.open.type === 'none')) {
         throw new NotFound(`No resource ${request.params.code} in the catalog.`);
       }
+      request.auditDetails = { resource: row.document.code, provider: row.document.provider };
       if (row.retiredAt) throw new ResourceRetired(request.params.code);
       cacheFor(request, reply);
       return detailOf(row, await findAgency(app.db, row.document.provider));

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, date, index, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, date, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
 
 const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
@@ -94,3 +94,144 @@ export const catalogHistory = pgTable(
   },
   (table) => [index('catalog_history_code').on(table.kind, table.code, table.id)],
 );
+
+/**
+ * OAuth clients: systems of an agency. A client authenticates with a secret (stored only as a
+ * scrypt hash) or with private_key_jwt against the public JWKS it registered.
+ */
+export const clients = pgTable(
+  'clients',
+  {
+    id: text('id').primaryKey(),
+    agency: text('agency')
+      .notNull()
+      .references(() => agencies.code),
+    name: text('name').notNull(),
+    scopes: text('scopes').array().notNull(),
+    authMethod: text('auth_method').notNull(),
+    secretHash: text('secret_hash'),
+    jwks: jsonb('jwks'),
+    status: text('status').notNull().default('active'),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+    disabledAt: timestamptz('disabled_at'),
+  },
+  (table) => [index('clients_agency').on(table.agency)],
+);
+
+/**
+ * The gateway's token-signing keys. The private JWK is encrypted (AES-256-GCM) with the key
+ * encryption key from the environment; the public JWK stays published until `publish_until`.
+ */
+export const signingKeys = pgTable('signing_keys', {
+  kid: text('kid').primaryKey(),
+  alg: text('alg').notNull(),
+  publicJwk: jsonb('public_jwk').notNull(),
+  privateJwkEncrypted: text('private_jwk_encrypted').notNull(),
+  createdAt: timestamptz('created_at').notNull().defaultNow(),
+  /** Set when a newer key takes over signing. */
+  retiredAt: timestamptz('retired_at'),
+  /** Retired keys stay in the JWKS until every token they signed has expired. */
+  publishUntil: timestamptz('publish_until'),
+});
+
+/** Revoked access tokens by `jti`, kept until they would have expired anyway. */
+export const revokedTokens = pgTable(
+  'revoked_tokens',
+  {
+    jti: text('jti').primaryKey(),
+    clientId: text('client_id').notNull(),
+    expiresAt: timestamptz('expires_at').notNull(),
+    revokedAt: timestamptz('revoked_at').notNull().defaultNow(),
+  },
+  (table) => [index('revoked_tokens_expires').on(table.expiresAt)],
+);
+
+/** Client assertions already used (RFC 7523 §3: a `jti` is never accepted twice). */
+export const usedClientAssertions = pgTable(
+  'used_client_assertions',
+  {
+    clientId: text('client_id').notNull(),
+    jti: text('jti').notNull(),
+    expiresAt: timestamptz('expires_at').notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.clientId, table.jti] }), index('used_client_assertions_expires').on(table.expiresAt)],
+);
+
+/**
+ * The audit trail: one row per exchange, refusal, token, decision or catalog change, committed
+ * before the answer leaves. Rows form one hash chain per gateway instance (`chain_id`, `seq`,
+ * `prev_hash`, `hash`). Partitioned by month (see the migration), so that old months can be
+ * exported and dropped.
+ */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: text('id').notNull(),
+    chainId: text('chain_id').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    prevHash: text('prev_hash').notNull(),
+    hash: text('hash').notNull(),
+    occurredAt: timestamptz('occurred_at').notNull(),
+    requestId: text('request_id'),
+    clientId: text('client_id'),
+    agency: text('agency'),
+    onBehalfOf: text('on_behalf_of'),
+    action: text('action').notNull(),
+    resource: text('resource'),
+    provider: text('provider'),
+    purpose: text('purpose'),
+    legalBasis: text('legal_basis'),
+    grantId: text('grant_id'),
+    /** Keyed hashes (HMAC) of the persons whose records were touched: never the raw keys. */
+    subjectRefs: text('subject_refs').array(),
+    fields: text('fields').array(),
+    rowCount: integer('row_count'),
+    outcome: text('outcome').notNull(),
+    status: integer('status'),
+    reason: text('reason'),
+    latencyMs: doublePrecision('latency_ms'),
+    bytes: bigint('bytes', { mode: 'number' }),
+    clientAddress: text('client_address'),
+  },
+  (table) => [
+    primaryKey({ columns: [table.chainId, table.seq, table.occurredAt] }),
+    index('audit_events_time').on(table.occurredAt),
+    index('audit_events_agency_time').on(table.agency, table.occurredAt),
+    index('audit_events_provider_time').on(table.provider, table.occurredAt),
+    index('audit_events_subjects').using('gin', table.subjectRefs),
+    index('audit_events_id').on(table.id),
+  ],
+);
+
+/** One row per chain: an instance's run of the gateway. */
+export const auditChains = pgTable('audit_chains', {
+  chainId: text('chain_id').primaryKey(),
+  instance: text('instance').notNull(),
+  startedAt: timestamptz('started_at').notNull().defaultNow(),
+});
+
+/** Signed chain heads: `signature` is a JWS over the checkpoint by a gateway signing key. */
+export const auditCheckpoints = pgTable(
+  'audit_checkpoints',
+  {
+    chainId: text('chain_id').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    headHash: text('head_hash').notNull(),
+    signedAt: timestamptz('signed_at').notNull(),
+    kid: text('kid').notNull(),
+    signature: text('signature').notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.chainId, table.seq] })],
+);
+
+/** Months written to an export file that verified: only these may be dropped by retention. */
+export const auditExports = pgTable('audit_exports', {
+  month: text('month').primaryKey(),
+  file: text('file').notNull(),
+  sha256: text('sha256').notNull(),
+  records: integer('records').notNull(),
+  /** Per chain, the last record of the month: where verification picks up after the month is dropped. */
+  chainHeads: jsonb('chain_heads').notNull(),
+  exportedAt: timestamptz('exported_at').notNull().defaultNow(),
+});

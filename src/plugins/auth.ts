@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 
 /** Who is calling, once their token has been verified. Anonymous callers have no Caller. */
@@ -25,6 +25,10 @@ const bearerChallenge = (error?: string, description?: string) =>
   `Bearer realm="govdata-gateway"${error ? `, error="${error}"` : ''}${description ? `, error_description="${description}"` : ''}`;
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** false on routes that authenticate clients their own way (the OAuth endpoints). */
+    bearer?: boolean;
+  }
   interface FastifyRequest {
     /** The verified caller, or null for an anonymous request. */
     caller: Caller | null;
@@ -32,8 +36,12 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The identity domain installs the real verifier here; until then no token verifies. */
     setTokenVerifier(verifier: TokenVerifier): void;
-    /** preHandler: the caller must be an agency client holding `scope` (RFC 6750 §3.1 errors). */
-    requireScope(scope: string): preHandlerAsyncHookHandler;
+    /**
+     * Route onRequest hook: the caller must be an agency client holding `scope` (RFC 6750 §3.1
+     * errors). It runs before the body is read or validated, so that nobody probes a route's
+     * schema without the right to call it.
+     */
+    requireScope(scope: string): onRequestAsyncHookHandler;
   }
 }
 
@@ -66,13 +74,13 @@ async function auth(app: FastifyInstance) {
 
   app.addHook('onRequest', async (request) => {
     const header = request.headers.authorization;
-    if (header === undefined) return;
+    if (header === undefined || request.routeOptions.config.bearer === false) return;
     const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/.exec(header);
     if (!match) throw new TokenProblem('token_invalid', 'The Authorization header is not a Bearer token.');
     request.caller = await verify(match[1] as string, request);
   });
 
-  app.decorate('requireScope', (scope: string): preHandlerAsyncHookHandler => {
+  app.decorate('requireScope', (scope: string): onRequestAsyncHookHandler => {
     return async function requireScope(request: FastifyRequest, reply: FastifyReply) {
       const caller = request.caller;
       if (!caller) {

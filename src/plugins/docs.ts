@@ -27,6 +27,8 @@ async function docs(app: FastifyInstance, { publicUrl }: DocsOptions) {
       servers: [{ url: publicUrl }],
       tags: [
         { name: 'catalog', description: 'The resource catalog (政务信息资源目录): resources, data items, agencies' },
+        { name: 'oauth', description: 'OAuth 2.0: tokens, revocation, metadata and keys' },
+        { name: 'audit', description: 'The tamper-evident audit trail (交换日志), its statistics, and citizens\' access log' },
         { name: 'admin', description: 'Operator actions (scope admin)' },
         { name: 'operations', description: 'Health, readiness, metrics and documentation' },
       ],

@@ -8,6 +8,11 @@ import { loadConfig } from '../../src/config.js';
 import { gatewayLogger } from '../../src/logger.js';
 import { openDatabase, type Database, type Driver } from '../../src/db/index.js';
 
+/** Encrypts the signing keys of test databases (apps sharing a database must share it). */
+export const TEST_KEY_ENCRYPTION_KEY = Buffer.alloc(32, 7).toString('base64url');
+
+export const TEST_AUDIT_HASH_KEY = Buffer.alloc(32, 9).toString('base64url');
+
 /** PGlite always; PostgreSQL too when DATABASE_URL names a server. */
 export function testDrivers(): Driver[] {
   return process.env.DATABASE_URL?.startsWith('postgres') ? ['pglite', 'postgres'] : ['pglite'];
@@ -100,7 +105,13 @@ export interface TestAppOptions {
 export async function buildTestApp(t: Test, driver: Driver, options: TestAppOptions = {}): Promise<App> {
   // Load shedding is tested on its own (pressure.test.ts); elsewhere a busy shared machine must
   // not turn answers into 503s.
-  const config = loadConfig({ LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: '0', ...options.env });
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    MAX_EVENT_LOOP_DELAY_MS: '0',
+    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
+    AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
+    ...options.env,
+  });
   const database = options.database ?? (await sharedDatabase(driver));
   const logger = options.logs?.logger ?? pino({ level: 'silent' });
   const app = await buildApp(config, { database, logger });

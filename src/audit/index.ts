@@ -1,0 +1,135 @@
+import { hostname } from 'node:os';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../config.js';
+import { auditHashKey } from '../identity/index.js';
+import { PROBLEM_CONTENT_TYPE } from '../plugins/errors.js';
+import { problemType } from '../errors.js';
+import type { AuditRecord } from './chain.js';
+import { auditRoutes } from './routes.js';
+import { AuditUnavailable, AuditWriter, subjectRef, type AuditInput } from './writer.js';
+
+export { AuditUnavailable, AuditWriter, subjectRef } from './writer.js';
+export type { AuditInput } from './writer.js';
+
+/** What a handler adds to its request's audit record: the resource, fields, rows, persons, grant. */
+export type AuditDetails = Partial<
+  Pick<
+    AuditRecord,
+    'client_id' | 'agency' | 'resource' | 'provider' | 'legal_basis' | 'grant_id' | 'fields' | 'row_count' | 'reason'
+  >
+> & {
+  /** Raw record keys or person ids: hashed (HMAC) before they reach the trail. */
+  subjects?: string[];
+};
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The audit action of this route (e.g. `records.verify`); its every answer is recorded first. */
+    audit?: string;
+    /** false: anonymous calls that succeed are not recorded (public browsing is no exchange). */
+    auditAnonymous?: boolean;
+  }
+  interface FastifyRequest {
+    auditDetails: AuditDetails | null;
+  }
+  interface FastifyInstance {
+    audit: AuditWriter;
+    /** The keyed hash that stands for a person in the trail. */
+    subjectRef(value: string): string;
+  }
+}
+
+export interface AuditOptions {
+  config: Config;
+}
+
+function outcomeOf(status: number): AuditRecord['outcome'] {
+  if (status >= 500) return 'error';
+  return status >= 400 ? 'denied' : 'allowed';
+}
+
+/** The code of a problem answer, read back from the payload the error handler made. */
+function problemCode(reply: FastifyReply, payload: unknown): string | null {
+  if (reply.statusCode < 400 || typeof payload !== 'string') return null;
+  if (!String(reply.getHeader('content-type') ?? '').startsWith(PROBLEM_CONTENT_TYPE)) return null;
+  try {
+    return (JSON.parse(payload) as { code?: string }).code ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function shortHeader(request: FastifyRequest, name: string): string | null {
+  const value = request.headers[name];
+  return typeof value === 'string' && value.length > 0 ? value.slice(0, 500) : null;
+}
+
+/**
+ * The audit trail. Every answer of an audited route — allowed, refused or failed — and every
+ * refused token anywhere is recorded, and the answer waits for the commit of its record
+ * (`X-Audit-Id`). If the record cannot be written, the caller gets 503 `audit_unavailable` and
+ * none of the data.
+ */
+async function audit(app: FastifyInstance, { config }: AuditOptions) {
+  const hashKey = await auditHashKey(config);
+  const writer = new AuditWriter(app.db, app.keys, app.log, {
+    maxBatch: config.AUDIT_BATCH_MAX,
+    checkpointEvery: config.AUDIT_CHECKPOINT_EVERY,
+    checkpointSeconds: config.AUDIT_CHECKPOINT_SECONDS,
+  });
+  await writer.start(`${hostname()}:${process.pid}`);
+  app.decorate('audit', writer);
+  app.decorate('subjectRef', (value: string) => subjectRef(hashKey, value));
+  app.decorateRequest('auditDetails', null);
+  app.addHook('onClose', () => writer.close());
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    const action = request.routeOptions.config.audit;
+    const status = reply.statusCode;
+    const refusedToken = status === 401 || (status === 403 && request.caller !== null);
+    if (!action && !refusedToken) return payload;
+    if (action && !request.caller && status < 400 && request.routeOptions.config.auditAnonymous === false) return payload;
+
+    const caller = request.caller;
+    const details = request.auditDetails ?? {};
+    const { subjects, ...recorded } = details;
+    const input: AuditInput = {
+      request_id: request.id,
+      action: action ?? 'auth.refused',
+      outcome: outcomeOf(status),
+      status,
+      reason: problemCode(reply, payload),
+      client_id: caller?.kind === 'agency' ? caller.clientId : null,
+      agency: caller?.kind === 'agency' ? caller.agency : null,
+      on_behalf_of: shortHeader(request, 'x-on-behalf-of'),
+      purpose: shortHeader(request, 'x-purpose'),
+      latency_ms: Math.round(reply.elapsedTime * 1000) / 1000,
+      bytes: typeof payload === 'string' || Buffer.isBuffer(payload) ? Buffer.byteLength(payload) : null,
+      client_address: request.ip,
+      ...(subjects?.length ? { subject_refs: [...new Set(subjects.map((s) => app.subjectRef(s)))] } : {}),
+      ...recorded,
+    };
+    try {
+      const id = await writer.record(input);
+      reply.header('x-audit-id', id);
+      return payload;
+    } catch {
+      // No answer without its record: the data (or refusal) is replaced by 503.
+      reply.code(503).header('content-type', `${PROBLEM_CONTENT_TYPE}; charset=utf-8`).header('retry-after', '5');
+      reply.removeHeader('x-audit-id');
+      return JSON.stringify({
+        type: problemType('audit_unavailable'),
+        title: 'Service Unavailable',
+        status: 503,
+        detail: new AuditUnavailable().message,
+        code: 'audit_unavailable',
+        request_id: request.id,
+      });
+    }
+  });
+
+  await app.register(auditRoutes, { config });
+}
+
+export default fp(audit, { name: 'audit', fastify: '5.x', dependencies: ['database', 'auth', 'identity'] });

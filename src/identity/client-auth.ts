@@ -1,0 +1,128 @@
+import type { FastifyRequest } from 'fastify';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
+import type { Db } from '../db/index.js';
+import { usedClientAssertions } from '../db/schema.js';
+import { findClient, type Client } from './clients.js';
+import { hashSecret, verifySecret } from './secrets.js';
+
+/** RFC 6749 §5.2 errors, sent as problem+json that also carries `error` and `error_description`. */
+export class OAuthError extends Error {
+  readonly headers: Record<string, string> = {};
+  readonly extensions: Record<string, unknown>;
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly statusCode = 400,
+    challengeBasic = false,
+  ) {
+    super(message);
+    this.extensions = { error: code, error_description: message };
+    if (challengeBasic) this.headers['www-authenticate'] = 'Basic realm="govdata-gateway", charset="UTF-8"';
+  }
+}
+
+export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** RFC 7523 §3: the assertion must expire soon; we take at most five minutes. */
+const MAX_ASSERTION_LIFETIME_S = 300;
+const ASSERTION_ALGORITHMS = ['EdDSA', 'ES256', 'ES384', 'PS256', 'RS256'];
+
+export interface ClientCredentialsForm {
+  client_id?: string;
+  client_secret?: string;
+  client_assertion_type?: string;
+  client_assertion?: string;
+}
+
+export interface ClientAuthSettings {
+  tokenEndpoint: string;
+  issuer: string;
+  clockToleranceSeconds: number;
+}
+
+// Compared against when the client does not exist, so that a wrong id costs as long as a wrong secret.
+const decoyHash = hashSecret('decoy');
+
+function basicCredentials(request: FastifyRequest): { id: string; secret: string } | undefined {
+  const header = request.headers.authorization;
+  if (!header?.startsWith('Basic ')) return undefined;
+  const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) throw new OAuthError('invalid_client', 'The Basic credentials are malformed.', 401, true);
+  // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
+  const unescape = (value: string) => decodeURIComponent(value.replace(/\+/g, ' '));
+  return { id: unescape(decoded.slice(0, colon)), secret: unescape(decoded.slice(colon + 1)) };
+}
+
+/** Unknown, disabled, and wrong-credential clients all get the same answer. */
+function failed(basic: boolean): OAuthError {
+  return new OAuthError('invalid_client', 'Client authentication failed.', 401, basic);
+}
+
+/**
+ * Authenticate the client of a token or revocation request by exactly one method (RFC 6749
+ * §2.3): client_secret_basic, client_secret_post or private_key_jwt (RFC 7523).
+ */
+export async function authenticateClient(
+  db: Db,
+  request: FastifyRequest,
+  form: ClientCredentialsForm,
+  settings: ClientAuthSettings,
+): Promise<Client> {
+  const basic = basicCredentials(request);
+  const methods = [basic, form.client_secret, form.client_assertion].filter((m) => m !== undefined);
+  if (methods.length > 1) throw new OAuthError('invalid_request', 'Use exactly one client authentication method.');
+  if (methods.length === 0) throw new OAuthError('invalid_client', 'The client did not authenticate.', 401);
+
+  if (form.client_assertion !== undefined) return authenticateAssertion(db, form, settings);
+
+  const id = basic?.id ?? form.client_id;
+  const secret = basic?.secret ?? (form.client_secret as string);
+  const client = id ? await findClient(db, id) : undefined;
+  const usable = client?.status === 'active' && client.authMethod === 'client_secret' && client.secretHash;
+  const matches = await verifySecret(secret, usable ? (client.secretHash as string) : await decoyHash);
+  if (!usable || !matches) throw failed(basic !== undefined);
+  return client;
+}
+
+async function authenticateAssertion(db: Db, form: ClientCredentialsForm, settings: ClientAuthSettings): Promise<Client> {
+  if (form.client_assertion_type !== CLIENT_ASSERTION_TYPE) {
+    throw new OAuthError('invalid_request', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE}.`);
+  }
+  const assertion = form.client_assertion as string;
+  let claimed: string | undefined;
+  try {
+    claimed = decodeJwt(assertion).sub;
+  } catch {
+    throw failed(false);
+  }
+  if (!claimed || (form.client_id !== undefined && form.client_id !== claimed)) throw failed(false);
+  const client = await findClient(db, claimed);
+  if (client?.status !== 'active' || client.authMethod !== 'private_key_jwt' || !client.jwks) throw failed(false);
+
+  let payload;
+  try {
+    ({ payload } = await jwtVerify(assertion, createLocalJWKSet(client.jwks as JSONWebKeySet), {
+      algorithms: ASSERTION_ALGORITHMS,
+      issuer: client.id,
+      subject: client.id,
+      // RFC 7523 §3: the audience is the token endpoint; the issuer identifier is accepted too.
+      audience: [settings.tokenEndpoint, settings.issuer],
+      clockTolerance: settings.clockToleranceSeconds,
+      requiredClaims: ['exp', 'jti'],
+    }));
+  } catch {
+    throw failed(false);
+  }
+  const exp = payload.exp as number;
+  if (exp - Date.now() / 1000 > MAX_ASSERTION_LIFETIME_S + settings.clockToleranceSeconds) {
+    throw new OAuthError('invalid_client', `The client assertion must expire within ${MAX_ASSERTION_LIFETIME_S} s.`, 401);
+  }
+  // RFC 7523 §3: a jti is used once. The primary key makes the check race-free across instances.
+  const inserted = await db
+    .insert(usedClientAssertions)
+    .values({ clientId: client.id, jti: String(payload.jti), expiresAt: new Date(exp * 1000) })
+    .onConflictDoNothing()
+    .returning({ jti: usedClientAssertions.jti });
+  if (inserted.length === 0) throw new OAuthError('invalid_client', 'This client assertion has been used before.', 401);
+  return client;
+}
