@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import etag from '@fastify/etag';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { publicUrl, type Config } from './config.js';
@@ -74,6 +75,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     ...(options.database ? { database: options.database } : {}),
   });
   await app.register(security, { config });
+  // Hash-based ETags and 304 on If-None-Match for every JSON or text answer. Registered before the
+  // audit trail, so that its record shows the 304 that is actually sent.
+  await app.register(etag, { weak: false });
   await app.register(docs, { publicUrl: publicUrl(config) });
   await app.register(metrics);
   await app.register(health);

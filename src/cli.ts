@@ -1,6 +1,8 @@
 import { writeFile, readFile } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
-import type { JSONWebKeySet } from 'jose';
+import type { JSONWebKeySet, JWK } from 'jose';
+import { applyRetention } from './audit/partitions.js';
+import { exportMonth, verifyDatabase, verifyExportFile, type VerifyReport } from './audit/verify.js';
 import pino from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, ConfigSchema, loadConfig, type Config } from './config.js';
@@ -222,6 +224,66 @@ export function buildCli(io: CliIo = processIo): Command {
         const kid = madeFirstKey ? keys.signingKey().kid : await keys.rotate();
         await announce(database, { type: 'keys_rotated' });
         io.stdout(`signing with ${kid}\n`);
+      });
+    });
+
+  const auditCommand = program.command('audit').description('the audit trail');
+
+  auditCommand
+    .command('verify')
+    .description('walk every audit chain: hashes, links and checkpoint signatures; exit 1 on the first altered, removed, inserted or reordered record')
+    .option('--from <time>', 'verify from this time on (RFC 3339), taking the link before it as given')
+    .option('--file <export>', 'verify an export file offline instead of the database')
+    .option('--jwks <file>', 'with --file: public keys to trust instead of those in the file')
+    .option('--json', 'print the report as JSON')
+    .action(async (options: { from?: string; file?: string; jwks?: string; json?: boolean }) => {
+      const from = options.from ? new Date(options.from) : undefined;
+      if (from && Number.isNaN(from.getTime())) throw new CliError(`--from: not a time: ${options.from}`);
+      let report: VerifyReport | undefined;
+      if (options.file) {
+        const keys = options.jwks ? ((await readJson(options.jwks)) as { keys: JWK[] }).keys : undefined;
+        report = await verifyExportFile(options.file, keys).catch((error: Error) => {
+          throw new CliError(error.message);
+        });
+      } else {
+        await withDatabase(async (database) => {
+          report = await verifyDatabase(database.db, from ? { from } : {});
+        });
+      }
+      const result = report as VerifyReport;
+      if (options.json) io.stdout(`${JSON.stringify(result, null, 2)}\n`);
+      else {
+        for (const chain of result.chains) {
+          const state = chain.problem ? `${chain.problem.kind} at ${chain.problem.seq}${chain.problem.record_id ? ` (record ${chain.problem.record_id})` : ''}: ${chain.problem.detail}` : 'ok';
+          io.stdout(`chain ${chain.chain_id}: ${chain.records} records, last ${chain.last_seq}: ${state}\n`);
+        }
+      }
+      if (!result.ok) throw new CliError(`the audit trail does not verify: ${result.problems.length} chain(s) with a problem`);
+      if (!options.json) io.stdout(`verified ${result.chains.reduce((n, c) => n + c.records, 0)} records in ${result.chains.length} chain(s)\n`);
+    });
+
+  auditCommand
+    .command('export')
+    .description('write one month of the trail, with its checkpoints and public keys, to a file that verifies offline')
+    .requiredOption('--month <YYYY-MM>', 'the month (UTC)')
+    .requiredOption('--out <file>', 'the file to write (must not exist)')
+    .action(async (options: { month: string; out: string }) => {
+      await withDatabase(async (database) => {
+        const exported = await exportMonth(database.db, options.month, options.out).catch((error: Error) => {
+          throw new CliError(error.message);
+        });
+        io.stdout(`exported ${exported.records} records of ${exported.month} in ${exported.chains} chain(s) to ${exported.file} (sha256 ${exported.sha256}); it verifies\n`);
+      });
+    });
+
+  auditCommand
+    .command('retention')
+    .description('drop audit months older than AUDIT_RETENTION_MONTHS that were exported (what the gateway does daily)')
+    .action(async () => {
+      const { AUDIT_RETENTION_MONTHS } = config();
+      await withDatabase(async (database) => {
+        const outcome = await applyRetention(database.db, AUDIT_RETENTION_MONTHS);
+        io.stdout(`dropped: ${outcome.dropped.join(' ') || 'none'}; kept unexported: ${outcome.kept.join(' ') || 'none'}\n`);
       });
     });
 

@@ -82,18 +82,16 @@ interface ChainState {
   last?: AuditRecord;
   count: number;
   problem?: ChainProblem;
-  /** hash → seq of the last records seen, to tell a moved record from an altered one. */
-  recent: Map<string, number>;
   /** The hashes at the sequence numbers that checkpoints sign. */
   hashAt: Map<number, string>;
 }
 
-/** How far back a moved record is recognised as moved (and not just altered). */
-const RECENT_WINDOW = 4096;
+/** How far a record may have moved and still be recognised as moved (and not just altered). */
+const MOVE_WINDOW = 64;
 
 /**
  * Walks audit records in (chain, seq) order, one at a time, so that a table or a file of any size
- * is checked in bounded memory, and names the first record of each chain that was altered,
+ * is checked in constant memory per chain, and names the first record of each chain that was altered,
  * removed, inserted or moved; then checks the signed checkpoints against what it saw.
  */
 export class ChainVerifier {
@@ -115,7 +113,7 @@ export class ChainVerifier {
     let state = this.chains.get(chainId);
     if (!state) {
       const start = this.starts[chainId] ?? { seq: 0, hash: GENESIS_HASH };
-      state = { expectedSeq: start.seq + 1, prev: start.hash, count: 0, recent: new Map(), hashAt: new Map() };
+      state = { expectedSeq: start.seq + 1, prev: start.hash, count: 0, hashAt: new Map() };
       this.chains.set(chainId, state);
     }
     return state;
@@ -137,10 +135,13 @@ export class ChainVerifier {
       return fail('removed', state.expectedSeq, `${missing} record(s) missing before ${record.id}`, record.id);
     }
     if (recordHash(record) !== record.hash) {
-      // Does the record hash right at another position? Then it was moved, not edited.
-      const home = state.recent.get(record.prev_hash);
-      if (home !== undefined && recordHash({ ...record, seq: home + 1 }) === record.hash) {
-        return fail('reordered', record.seq, `this record was written as number ${home + 1}`, record.id);
+      // Does the record hash right at a nearby position? Then it was moved, not edited.
+      for (let distance = 1; distance <= MOVE_WINDOW; distance++) {
+        for (const home of [record.seq - distance, record.seq + distance]) {
+          if (home > 0 && recordHash({ ...record, seq: home }) === record.hash) {
+            return fail('reordered', record.seq, `this record was written as number ${home}`, record.id);
+          }
+        }
       }
       return fail('altered', record.seq, 'its content does not match its hash', record.id);
     }
@@ -149,8 +150,6 @@ export class ChainVerifier {
       const previous = state.last;
       return fail('altered', previous?.seq ?? record.seq, 'the next record does not link to it', previous?.id ?? record.id);
     }
-    state.recent.set(record.hash, record.seq);
-    if (state.recent.size > RECENT_WINDOW) state.recent.delete(state.recent.keys().next().value as string);
     if (this.signedSeqs.get(record.chain_id)?.has(record.seq)) state.hashAt.set(record.seq, record.hash);
     state.prev = record.hash;
     state.expectedSeq += 1;

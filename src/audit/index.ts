@@ -6,6 +6,7 @@ import { auditHashKey } from '../identity/index.js';
 import { PROBLEM_CONTENT_TYPE } from '../plugins/errors.js';
 import { problemType } from '../errors.js';
 import type { AuditRecord } from './chain.js';
+import { applyRetention, ensureMonthPartitions } from './partitions.js';
 import { auditRoutes } from './routes.js';
 import { AuditUnavailable, AuditWriter, subjectRef, type AuditInput } from './writer.js';
 
@@ -65,6 +66,20 @@ function shortHeader(request: FastifyRequest, name: string): string | null {
   return typeof value === 'string' && value.length > 0 ? value.slice(0, 500) : null;
 }
 
+/** Partitions for this month and the next, and retention of exported months. */
+async function maintainPartitions(app: FastifyInstance, config: Config) {
+  try {
+    await ensureMonthPartitions(app.db);
+    const retention = await applyRetention(app.db, config.AUDIT_RETENTION_MONTHS);
+    if (retention.dropped.length) app.log.info({ months: retention.dropped }, 'audit months dropped after export');
+    if (retention.kept.length) {
+      app.log.warn({ months: retention.kept }, 'audit months past retention are kept: export them with `gateway audit export`');
+    }
+  } catch (error) {
+    app.log.error({ err: error }, 'audit partition maintenance failed');
+  }
+}
+
 /**
  * The audit trail. Every answer of an audited route — allowed, refused or failed — and every
  * refused token anywhere is recorded, and the answer waits for the commit of its record
@@ -78,6 +93,10 @@ async function audit(app: FastifyInstance, { config }: AuditOptions) {
     checkpointEvery: config.AUDIT_CHECKPOINT_EVERY,
     checkpointSeconds: config.AUDIT_CHECKPOINT_SECONDS,
   });
+  await maintainPartitions(app, config);
+  const daily = setInterval(() => void maintainPartitions(app, config), 86_400_000);
+  daily.unref();
+  app.addHook('onClose', async () => clearInterval(daily));
   await writer.start(`${hostname()}:${process.pid}`);
   app.decorate('audit', writer);
   app.decorate('subjectRef', (value: string) => subjectRef(hashKey, value));

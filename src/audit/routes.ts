@@ -111,7 +111,7 @@ export async function auditRoutes(parent: FastifyInstance, { config }: AuditRout
   }
 
   async function eventPage(where: SQL | undefined, limit: number, after?: [string, string]) {
-    const keyset = after ? sql`(${auditEvents.occurredAt}, ${auditEvents.id}) < (${new Date(after[0])}, ${after[1]})` : undefined;
+    const keyset = after ? sql`(${auditEvents.occurredAt}, ${auditEvents.id}) < (${after[0]}::timestamptz, ${after[1]})` : undefined;
     const rows = await app.db
       .select()
       .from(auditEvents)
@@ -361,7 +361,7 @@ export async function auditRoutes(parent: FastifyInstance, { config }: AuditRout
           and(
             sql`${auditEvents.subjectRefs} @> array[${app.subjectRef(caller.person)}]::text[]`,
             eq(auditEvents.outcome, 'allowed'),
-            after ? sql`(${auditEvents.occurredAt}, ${auditEvents.id}) < (${new Date(after[0])}, ${after[1]})` : undefined,
+            after ? sql`(${auditEvents.occurredAt}, ${auditEvents.id}) < (${after[0]}::timestamptz, ${after[1]})` : undefined,
           ),
         )
         .orderBy(desc(auditEvents.occurredAt), desc(auditEvents.id))

@@ -94,7 +94,7 @@ export class AuditWriter {
         this.scheduled = true;
         setImmediate(() => {
           this.scheduled = false;
-          void this.flush();
+          this.flush().catch((err) => this.log.error({ err }, 'audit flush failed'));
         });
       }
     });
@@ -132,7 +132,10 @@ export class AuditWriter {
       this.written += batch.length;
       this.sinceCheckpoint += batch.length;
       batch.forEach((pending, index) => pending.resolve(records[index]?.id as string));
-      if (this.sinceCheckpoint >= this.options.checkpointEvery) await this.checkpoint();
+      if (this.sinceCheckpoint >= this.options.checkpointEvery) {
+        // The records are committed; a failed signature is retried after the next batch.
+        await this.checkpoint().catch((err) => this.log.error({ err }, 'audit checkpoint failed'));
+      }
     }
   }
 

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import etag from '@fastify/etag';
 import Type from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { defineProblem, NotFound } from '../errors.js';
@@ -96,8 +95,6 @@ export interface CatalogRouteOptions {
  */
 export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: CatalogRouteOptions) {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  // Hash-based ETags and 304 on If-None-Match, for every catalog answer.
-  await app.register(etag, { weak: false });
   app.addSchema(AgencyView);
   app.addSchema(ResourceSummary);
   app.addSchema(ResourceDetail);

@@ -1,0 +1,143 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import autocannon from 'autocannon';
+import postgres from 'postgres';
+import { projectRoot } from '../src/paths.js';
+
+export async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/** A database for one bench run: a fresh PostgreSQL database when DATABASE_URL is set, else a PGlite directory. */
+export async function benchDatabase(name: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const server = process.env.DATABASE_URL;
+  if (!server?.startsWith('postgres')) {
+    return { url: join(await mkdtemp(join(tmpdir(), `gw-bench-${name}-`)), 'pglite'), drop: async () => {} };
+  }
+  const database = `bench_${name}_${Date.now()}`;
+  const admin = postgres(server, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database "${database}"`);
+  await admin.end();
+  const url = new URL(server);
+  url.pathname = `/${database}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const sql = postgres(server, { max: 1, onnotice: () => {} });
+      await sql.unsafe(`drop database if exists "${database}" with (force)`);
+      await sql.end();
+    },
+  };
+}
+
+/** Run the compiled CLI (as an operator would) and return its standard output. */
+export async function cli(args: string[], env: Record<string, string>): Promise<string> {
+  const child = spawn(process.execPath, [join(projectRoot, 'dist/scripts/gateway.js'), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (chunk) => (out += chunk));
+  child.stderr.on('data', (chunk) => (err += chunk));
+  const [code] = await once(child, 'exit');
+  if (code !== 0) throw Object.assign(new Error(`gateway ${args.join(' ')} exited ${code}: ${err}`), { out, err, code });
+  return out;
+}
+
+export interface Gateway {
+  url: string;
+  process: ChildProcess;
+  stop(): Promise<number | null>;
+}
+
+/** Start the compiled gateway as its own process, logging at info to a file, and wait until ready. */
+export async function startGateway(env: Record<string, string>, logFile: string): Promise<Gateway> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(projectRoot, 'dist/src/server.js')], {
+    env: { ...process.env, LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = createWriteStream(logFile);
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  const url = `http://127.0.0.1:${port}`;
+  for (let attempt = 0; attempt < 600; attempt++) {
+    if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}; see ${logFile}`);
+    const ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    if (ready) break;
+    await sleep(100);
+  }
+  return {
+    url,
+    process: child,
+    async stop() {
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      return code as number | null;
+    },
+  };
+}
+
+/** Responses the gateway itself counted (its /metrics), per route and status: what it answered. */
+export async function answeredByGateway(url: string, route: string): Promise<number> {
+  const text = await fetch(`${url}/metrics`).then((r) => r.text());
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('http_request_duration_seconds_count{') && line.includes(`route="${route}"`)) {
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return total;
+}
+
+export interface LoadResult {
+  /** Responses received in the measured run and the warm-up: what the audit trail must hold. */
+  answered: number;
+  requests: number;
+  non2xx: number;
+  rps: number;
+  p50: number;
+  p97_5: number;
+  p99: number;
+  errors: number;
+}
+
+function withoutDuration(run: autocannon.Options): autocannon.Options {
+  const { duration: _duration, ...rest } = run;
+  return rest;
+}
+
+/** One autocannon run: warm-up first (not measured), then the measured run. */
+export async function load(options: autocannon.Options & { warmupSeconds?: number; warmupAmount?: number }): Promise<LoadResult> {
+  const { warmupSeconds = 2, warmupAmount, ...run } = options;
+  const warmup =
+    warmupAmount !== undefined
+      ? await autocannon({ ...withoutDuration(run), amount: warmupAmount })
+      : warmupSeconds > 0
+        ? await autocannon({ ...run, duration: warmupSeconds })
+        : undefined;
+  const result = await autocannon(run);
+  const responses = (r: autocannon.Result) => r['1xx'] + r['2xx'] + r['3xx'] + r['4xx'] + r['5xx'];
+  return {
+    answered: responses(result) + (warmup ? responses(warmup) : 0),
+    requests: result.requests.total,
+    non2xx: result.non2xx,
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p97_5: result.latency.p97_5,
+    p99: result.latency.p99,
+    errors: result.errors + result.timeouts,
+  };
+}
