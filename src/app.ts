@@ -8,6 +8,7 @@ import type { Database } from './db/index.js';
 import { gatewayLogger } from './logger.js';
 import audit from './audit/index.js';
 import catalog from './catalog/index.js';
+import exchange from './exchange/index.js';
 import identity from './identity/index.js';
 import auth from './plugins/auth.js';
 import database from './plugins/database.js';
@@ -16,12 +17,22 @@ import errors from './plugins/errors.js';
 import health from './plugins/health.js';
 import metrics from './plugins/metrics.js';
 import security from './plugins/security.js';
+import sharing from './sharing/index.js';
 
 export interface BuildOptions {
   /** An already open database to use instead of opening DATABASE_URL (the caller closes it). */
   database?: Database;
   /** A logger instance to use instead of one made from the configuration. */
   logger?: FastifyBaseLogger;
+  /** The clock grants expire by and deadlines count from (tests move it). */
+  clock?: () => Date;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Now, as far as grants, deadlines and decisions are concerned. */
+    clock: () => Date;
+  }
 }
 
 /** A request id we accept from a caller: short, printable, no separators that break logs or headers. */
@@ -47,10 +58,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
     return503OnClosing: true,
+    // Start-up migrates, syncs the catalog and may load demo data: minutes on a big or busy database.
+    pluginTimeout: 300_000,
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorate('clock', options.clock ?? (() => new Date()));
 
   // First hook of all, so that every answer (404s, shed load, errors) carries the id.
   app.addHook('onRequest', async (request, reply) => {
@@ -85,6 +100,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   await app.register(identity, { config });
   await app.register(audit, { config });
   await app.register(catalog, { config });
+  await app.register(sharing, { config });
+  await app.register(exchange, { config });
 
   return app;
 }

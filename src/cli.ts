@@ -1,7 +1,18 @@
 import { writeFile, readFile } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
 import type { JSONWebKeySet, JWK } from 'jose';
+import { stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import cliProgress from 'cli-progress';
+import { findResource } from './catalog/index.js';
+import { seedDemo } from './demo/seed.js';
+import { importFile, ImportRejected, type ImportReport } from './exchange/index.js';
+import { and, desc, eq } from 'drizzle-orm';
 import { applyRetention } from './audit/partitions.js';
+import { AuditWriter } from './audit/writer.js';
+import { applications, grants } from './db/schema.js';
+import { decide as decideApplication, findApplication, GRANTS_CHANNEL, grantView } from './sharing/index.js';
+import type { DecisionInput } from './sharing/applications.js';
 import { exportMonth, verifyDatabase, verifyExportFile, type VerifyReport } from './audit/verify.js';
 import pino from 'pino';
 import { buildApp } from './app.js';
@@ -35,6 +46,8 @@ const processIo: CliIo = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
 };
+
+const { SingleBar, Presets } = cliProgress;
 
 /** A failure the operator can act on: printed as one line, exit code 1, no stack trace. */
 export class CliError extends Error {
@@ -225,6 +238,172 @@ export function buildCli(io: CliIo = processIo): Command {
         await announce(database, { type: 'keys_rotated' });
         io.stdout(`signing with ${kid}\n`);
       });
+    });
+
+  /** The CLI records what it does like the gateway does: on an audit chain of its own. */
+  async function withAudit(database: Database, work: (writer: AuditWriter) => Promise<void>) {
+    const settings = config();
+    const keys = new KeyStore(database.db, await keyEncryptionKey(settings), settings.TOKEN_SIGNING_ALG, settings.TOKEN_TTL_SECONDS);
+    await keys.start();
+    const writer = new AuditWriter(database.db, keys, pino({ level: 'silent' }), {
+      maxBatch: settings.AUDIT_BATCH_MAX,
+      checkpointEvery: settings.AUDIT_CHECKPOINT_EVERY,
+      checkpointSeconds: settings.AUDIT_CHECKPOINT_SECONDS,
+    });
+    await writer.start(`cli:${hostname()}:${process.pid}`);
+    try {
+      await work(writer);
+    } finally {
+      await writer.close();
+    }
+  }
+
+  const grantCommand = program.command('grant').description('grants (授权): who may use which fields of which resource');
+  grantCommand
+    .command('list')
+    .description('list grants with their status')
+    .option('--agency <code>', 'only grants to this agency')
+    .option('--resource <code>', 'only grants on this resource')
+    .option('--json', 'print JSON')
+    .action(async (options: { agency?: string; resource?: string; json?: boolean }) => {
+      await withDatabase(async (database) => {
+        const rows = await database.db
+          .select()
+          .from(grants)
+          .where(and(options.agency ? eq(grants.agency, options.agency) : undefined, options.resource ? eq(grants.resource, options.resource) : undefined))
+          .orderBy(desc(grants.validFrom));
+        const views = rows.map((grant) => grantView(grant, new Date()));
+        if (options.json) return void io.stdout(`${JSON.stringify(views, null, 2)}\n`);
+        for (const view of views) {
+          io.stdout(`${view.id}\t${view.agency}\t${view.resource}\t${view.mode}\t${view.status}\t${view.valid_until}\t${view.fields.join(',')}\n`);
+        }
+      });
+    });
+
+  const applicationCommand = program.command('application').description('applications (共享申请) and their decisions');
+  applicationCommand
+    .command('list')
+    .description('list applications, newest first')
+    .option('--status <status>', 'pending, approved or rejected')
+    .option('--provider <code>', 'only applications for this provider agency')
+    .option('--json', 'print JSON')
+    .action(async (options: { status?: string; provider?: string; json?: boolean }) => {
+      await withDatabase(async (database) => {
+        const rows = await database.db
+          .select()
+          .from(applications)
+          .where(and(options.status ? eq(applications.status, options.status) : undefined, options.provider ? eq(applications.provider, options.provider) : undefined))
+          .orderBy(desc(applications.createdAt));
+        if (options.json) return void io.stdout(`${JSON.stringify(rows, null, 2)}\n`);
+        for (const row of rows) {
+          io.stdout(`${row.id}\t${row.agency}\t${row.resource}\t${row.mode}\t${row.status}\tdue ${row.dueAt?.toISOString() ?? '-'}\t${row.fields.join(',')}\n`);
+        }
+      });
+    });
+
+  const decideCommand = (decision: 'approve' | 'reject') =>
+    async (id: string, options: { fields?: string; days?: string; reason?: string }) => {
+      await withDatabase(async (database) => {
+        const application = await findApplication(database.db, id);
+        if (!application) throw new CliError(`no application ${id}`);
+        const input: DecisionInput =
+          decision === 'approve'
+            ? {
+                decision,
+                ...(options.fields ? { fields: options.fields.split(',').map((f) => f.trim()).filter(Boolean) } : {}),
+                ...(options.days ? { duration_days: Number(options.days) } : {}),
+              }
+            : { decision, reason: options.reason ?? '' };
+        await withAudit(database, async (writer) => {
+          const record = { action: 'application.decide', resource: application.resource, provider: application.provider, reason: 'operator (gateway CLI)' };
+          try {
+            const decided = await decideApplication(database.db, application, input, 'operator:cli', new Date());
+            if (decided.grant) await database.notify(GRANTS_CHANNEL, decided.grant.id);
+            await writer.record({ ...record, outcome: 'allowed', grant_id: decided.grant?.id ?? null, fields: decided.grant?.fields ?? application.fields });
+            io.stdout(`${decided.application.status} ${id}${decided.grant ? ` → grant ${decided.grant.id} (${decided.grant.fields.join(',')}) until ${decided.grant.validUntil.toISOString()}` : ''}\n`);
+          } catch (error) {
+            await writer.record({ ...record, outcome: 'denied', reason: (error as Error).message.slice(0, 200) });
+            throw new CliError((error as Error).message);
+          }
+        });
+      });
+    };
+
+  applicationCommand
+    .command('approve')
+    .argument('<id>')
+    .description('approve a pending application as the operator, optionally narrowed')
+    .option('--fields <list>', 'comma-separated subset of the fields applied for')
+    .option('--days <n>', 'a shorter duration than applied for')
+    .action(decideCommand('approve'));
+
+  applicationCommand
+    .command('reject')
+    .argument('<id>')
+    .description('reject a pending application as the operator')
+    .requiredOption('--reason <text>', 'why (shown to the applicant)')
+    .action(decideCommand('reject'));
+
+  program
+    .command('import')
+    .argument('<resource>', 'resource code, e.g. 330000-EDU-00001')
+    .argument('<file>', 'CSV (RFC 4180, UTF-8, BOM or not), NDJSON, or a JSON array')
+    .description("replace a resource's records atomically from a file; every row is checked first")
+    .option('--format <format>', 'csv, ndjson or json (default: from the file name)')
+    .option('--skip-invalid', 'load the valid rows and report the bad ones (default: load nothing when any row is bad)')
+    .option('--json', 'print the report as JSON')
+    .action(async (code: string, file: string, options: { format?: string; skipInvalid?: boolean; json?: boolean }) => {
+      await withDatabase(async (database) => {
+        const stored = await findResource(database.db, code);
+        if (!stored || stored.retiredAt) throw new CliError(`no resource ${code} in the catalog`);
+        const size = (await stat(file).catch(() => undefined))?.size;
+        if (size === undefined) throw new CliError(`${file}: no such file`);
+        const bar = process.stderr.isTTY && !options.json ? new SingleBar({ format: `${code} [{bar}] {percentage}% | {rows} rows` }, Presets.shades_classic) : undefined;
+        bar?.start(size, 0, { rows: 0 });
+        let read = 0;
+        let report: ImportReport;
+        try {
+          report = await importFile(database, stored.document, file, {
+            ...(options.format ? { format: options.format } : {}),
+            skipInvalid: options.skipInvalid ?? false,
+            onBytes: (n) => bar?.update((read += n)),
+            onRows: (rows) => bar?.update(read, { rows }),
+          });
+        } catch (error) {
+          bar?.stop();
+          if (error instanceof ImportRejected) {
+            for (const bad of error.report.bad) io.stderr(`line ${bad.line}: ${bad.item || '(row)'} ${bad.reason}\n`);
+            if (options.json) io.stdout(`${JSON.stringify(error.report, null, 2)}\n`);
+            throw new CliError(`${error.message} (use --skip-invalid to load the valid rows)`);
+          }
+          throw new CliError((error as Error).message);
+        }
+        bar?.stop();
+        if (options.json) return void io.stdout(`${JSON.stringify(report, null, 2)}\n`);
+        for (const bad of report.bad) io.stderr(`skipped line ${bad.line}: ${bad.item || '(row)'} ${bad.reason}\n`);
+        io.stdout(`${code}: ${report.rows} rows loaded${report.skipped ? `, ${report.skipped} skipped` : ''} in ${report.seconds} s (sha256 ${report.sha256})\n`);
+      }, { needsCatalog: true });
+    });
+
+  program
+    .command('demo')
+    .description('demo data')
+    .command('seed')
+    .description('load the deterministic demo records: residents, students and enterprises')
+    .option('--size <size>', 'small (thousands of rows) or bench (1,000,000 residents, 300,000 students)', 'small')
+    .action(async (options: { size: string }) => {
+      if (options.size !== 'small' && options.size !== 'bench') throw new CliError('--size is small or bench');
+      await withDatabase(async (database) => {
+        const started = Date.now();
+        const reports = await seedDemo(database, options.size as 'small' | 'bench', (resource, rows) => {
+          if (process.stderr.isTTY) process.stderr.write(`\r${resource}: ${rows} rows`);
+        });
+        if (process.stderr.isTTY) process.stderr.write('\n');
+        const rows = reports.reduce((n, r) => n + r.rows, 0);
+        const seconds = (Date.now() - started) / 1000;
+        for (const r of reports) io.stdout(`${r.resource}: ${r.rows} rows in ${r.seconds} s\n`);
+        io.stdout(`${rows} rows in ${seconds.toFixed(1)} s (${Math.round(rows / seconds)} rows/s)\n`);
+      }, { needsCatalog: true });
     });
 
   const auditCommand = program.command('audit').description('the audit trail');

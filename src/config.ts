@@ -147,6 +147,34 @@ export const ConfigSchema = Type.Object(
       default: '',
       description: 'Comma-separated agency codes whose audit:read covers every agency (电子监察).',
     }),
+    SHARING_MAX_DURATION_DAYS: Type.Integer({
+      default: 365,
+      minimum: 1,
+      maximum: 3650,
+      description: 'Longest grant an application may ask for.',
+    }),
+    SHARING_DECISION_WORKING_DAYS: Type.Integer({
+      default: 10,
+      minimum: 1,
+      maximum: 60,
+      description: 'Working days a provider has to decide a conditional application.',
+    }),
+    PUBLIC_HOLIDAYS: Type.String({
+      default: '',
+      pattern: '^(\\d{4}-\\d{2}-\\d{2}(,\\d{4}-\\d{2}-\\d{2})*)?$',
+      description: 'Comma-separated public holidays (YYYY-MM-DD) that do not count as working days.',
+    }),
+    MAKEUP_WORKDAYS: Type.String({
+      default: '',
+      pattern: '^(\\d{4}-\\d{2}-\\d{2}(,\\d{4}-\\d{2}-\\d{2})*)?$',
+      description: 'Comma-separated weekend days that are working days (调休), YYYY-MM-DD.',
+    }),
+    DEMO_DATA: Type.Unsafe<'auto' | 'off'>({
+      type: 'string',
+      enum: ['auto', 'off'],
+      default: 'auto',
+      description: 'auto: on an embedded PGlite database whose demo resources are empty, load the small demo data at start-up.',
+    }),
     TRUSTED_ISSUERS: Type.String({
       default: '[]',
       description:

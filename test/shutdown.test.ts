@@ -59,7 +59,7 @@ t.test('SIGTERM stops the server cleanly and releases the PGlite directory', asy
   });
 
   let ready = false;
-  for (let attempt = 0; attempt < 120 && !ready; attempt++) {
+  for (let attempt = 0; attempt < 480 && !ready; attempt++) {
     await sleep(250);
     ready = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
   }

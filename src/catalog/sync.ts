@@ -3,6 +3,7 @@ import canonicalize from 'canonicalize';
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../db/index.js';
 import { agencies, catalogHistory, catalogSyncs, resources } from '../db/schema.js';
+import { migrateRecordTable } from '../exchange/tables.js';
 import type { Agency, Catalog, Resource } from './types.js';
 
 export type ChangeKind = 'created' | 'updated' | 'retired' | 'restored';
@@ -172,6 +173,9 @@ export async function syncCatalog(db: Db, catalog: Catalog, source: string): Pro
     if (changes.length > 0) {
       await tx.insert(catalogHistory).values(changes.map((change) => ({ syncId, ...change, changedAt: now })));
     }
+    // Each new or changed resource gets its record table made or altered in the same transaction:
+    // a catalog whose tables cannot follow never half-loads.
+    for (const { entry, change } of resourcePlan.upserts) await migrateRecordTable(tx as unknown as Db, entry, change.version);
 
     return {
       sync_id: syncId,

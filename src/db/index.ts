@@ -1,6 +1,8 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { sql } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import lockfile from 'proper-lockfile';
@@ -44,6 +46,11 @@ export interface Database {
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   notify(channel: string, payload: string): Promise<void>;
   poolStats(): Promise<PoolStats>;
+  /**
+   * Bulk-load rows with COPY … FROM (CSV): postgres.js streams to STDIN; PGlite takes chunks as
+   * blobs. `table` and `columns` must already be quoted identifiers.
+   */
+  copyInto(table: string, columns: string[], csvChunks: AsyncIterable<string>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -119,6 +126,10 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     async notify(channel, payload) {
       await client.notify(channel, payload);
     },
+    async copyInto(table, columns, csvChunks) {
+      const writable = await client.unsafe(`copy ${table} (${columns.join(', ')}) from stdin (format csv)`).writable();
+      await pipeline(Readable.from(csvChunks), writable);
+    },
     async poolStats() {
       const [row] = await client<{ open: number; busy: number }[]>`
         select count(*)::int as open, (count(*) filter (where state = 'active'))::int - 1 as busy
@@ -169,6 +180,12 @@ async function openPglite(url: string, options: OpenDatabaseOptions): Promise<Da
     async notify(channel, payload) {
       await client.query('select pg_notify($1, $2)', [channel, payload]);
     },
+    async copyInto(table, columns, csvChunks) {
+      // PGlite reads COPY input from a blob; each chunk is one COPY, so memory stays one chunk.
+      for await (const chunk of csvChunks) {
+        await client.query(`copy ${table} (${columns.join(', ')}) from '/dev/blob' (format csv)`, [], { blob: new Blob([chunk]) });
+      }
+    },
     async poolStats() {
       // PGlite is one connection inside this process.
       return { max: 1, open: client.closed ? 0 : 1, busy: 0 };
@@ -214,6 +231,17 @@ async function migrationStatus(db: Db): Promise<MigrationStatus> {
     applied = rowsOf<{ applied: number }>(counted)[0]?.applied ?? 0;
   }
   return { expected: journal.entries.length, applied };
+}
+
+/**
+ * Wait for a clean-up step, but not forever and never with an error: removing a listener from a
+ * connection that is already gone may neither resolve nor reject.
+ */
+export async function settleWithin(step: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!step) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([step.catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 /** postgres.js answers an array of rows, PGlite an object with `rows`: read either. */

@@ -82,14 +82,15 @@ export const catalogHistory = pgTable(
   'catalog_history',
   {
     id: bigserial('id', { mode: 'number' }).primaryKey(),
-    syncId: bigint('sync_id', { mode: 'number' })
-      .notNull()
-      .references(() => catalogSyncs.id),
+    /** The sync that made the change; null for a data import. */
+    syncId: bigint('sync_id', { mode: 'number' }).references(() => catalogSyncs.id),
     kind: text('kind').notNull(),
     code: text('code').notNull(),
     version: integer('version').notNull(),
     change: text('change').notNull(),
     fields: text('fields').array().notNull(),
+    /** For an import: rows, checksum, seconds, skipped rows. */
+    detail: jsonb('detail'),
     changedAt: timestamptz('changed_at').notNull().defaultNow(),
   },
   (table) => [index('catalog_history_code').on(table.kind, table.code, table.id)],
@@ -234,4 +235,74 @@ export const auditExports = pgTable('audit_exports', {
   /** Per chain, the last record of the month: where verification picks up after the month is dropped. */
   chainHeads: jsonb('chain_heads').notNull(),
   exportedAt: timestamptz('exported_at').notNull().defaultNow(),
+});
+
+/** Applications (共享申请): a consumer agency asks to use a resource, for a purpose, under a law. */
+export const applications = pgTable(
+  'applications',
+  {
+    id: text('id').primaryKey(),
+    agency: text('agency')
+      .notNull()
+      .references(() => agencies.code),
+    clientId: text('client_id'),
+    resource: text('resource')
+      .notNull()
+      .references(() => resources.code),
+    provider: text('provider').notNull(),
+    fields: text('fields').array().notNull(),
+    mode: text('mode').notNull(),
+    purpose: text('purpose').notNull(),
+    legalBasis: text('legal_basis').notNull(),
+    durationDays: integer('duration_days').notNull(),
+    status: text('status').notNull(),
+    dueAt: timestamptz('due_at'),
+    createdAt: timestamptz('created_at').notNull(),
+    decidedAt: timestamptz('decided_at'),
+    decidedBy: text('decided_by'),
+    reason: text('reason'),
+    grantId: text('grant_id'),
+  },
+  (table) => [
+    index('applications_agency').on(table.agency, table.createdAt),
+    index('applications_provider_status').on(table.provider, table.status, table.dueAt),
+  ],
+);
+
+/** Grants (授权): what an approval gives — who, which resource and fields, how, why, until when. */
+export const grants = pgTable(
+  'grants',
+  {
+    id: text('id').primaryKey(),
+    agency: text('agency')
+      .notNull()
+      .references(() => agencies.code),
+    clientId: text('client_id'),
+    resource: text('resource')
+      .notNull()
+      .references(() => resources.code),
+    provider: text('provider').notNull(),
+    fields: text('fields').array().notNull(),
+    mode: text('mode').notNull(),
+    purpose: text('purpose').notNull(),
+    legalBasis: text('legal_basis').notNull(),
+    applicationId: text('application_id').notNull(),
+    validFrom: timestamptz('valid_from').notNull(),
+    validUntil: timestamptz('valid_until').notNull(),
+    revokedAt: timestamptz('revoked_at'),
+    revokedBy: text('revoked_by'),
+  },
+  (table) => [index('grants_agency_resource').on(table.agency, table.resource), index('grants_provider').on(table.provider)],
+);
+
+/**
+ * The DDL the gateway generated from the catalog for the record tables (schema `records`, one
+ * table per hosted resource): what was applied, for which version of which resource, and when.
+ */
+export const recordMigrations = pgTable('record_migrations', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  resource: text('resource').notNull(),
+  version: integer('version').notNull(),
+  statements: text('statements').array().notNull(),
+  appliedAt: timestamptz('applied_at').notNull().defaultNow(),
 });

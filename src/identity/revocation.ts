@@ -1,5 +1,5 @@
 import { eq, gt, lt, sql } from 'drizzle-orm';
-import type { Database } from '../db/index.js';
+import { settleWithin, type Database } from '../db/index.js';
 import { clients, revokedTokens, usedClientAssertions } from '../db/schema.js';
 
 /** The channel on which instances tell each other about revocations and key rotations. */
@@ -41,7 +41,7 @@ export class RevocationState {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     // A database that is already gone has no listener left to remove.
-    await this.stopListening?.().catch(() => {});
+    await settleWithin(this.stopListening?.(), 2000);
   }
 
   async reload(): Promise<void> {

@@ -41,7 +41,7 @@ declare module 'fastify' {
      * errors). It runs before the body is read or validated, so that nobody probes a route's
      * schema without the right to call it.
      */
-    requireScope(scope: string): onRequestAsyncHookHandler;
+    requireScope(scope: string | string[]): onRequestAsyncHookHandler;
   }
 }
 
@@ -80,16 +80,19 @@ async function auth(app: FastifyInstance) {
     request.caller = await verify(match[1] as string, request);
   });
 
-  app.decorate('requireScope', (scope: string): onRequestAsyncHookHandler => {
+  /** Any one of the scopes given is enough. */
+  app.decorate('requireScope', (scope: string | string[]): onRequestAsyncHookHandler => {
+    const anyOf = Array.isArray(scope) ? scope : [scope];
+    const words = anyOf.join(' ');
     return async function requireScope(request: FastifyRequest, reply: FastifyReply) {
       const caller = request.caller;
       if (!caller) {
         reply.header('www-authenticate', bearerChallenge());
-        return reply.problem(401, 'token_missing', `This route needs a bearer token with scope ${scope}.`);
+        return reply.problem(401, 'token_missing', `This route needs a bearer token with scope ${anyOf.join(' or ')}.`);
       }
-      if (caller.kind !== 'agency' || !caller.scopes.has(scope)) {
-        reply.header('www-authenticate', `${bearerChallenge('insufficient_scope')}, scope="${scope}"`);
-        return reply.problem(403, 'insufficient_scope', `This route needs scope ${scope}.`, { required_scope: scope });
+      if (caller.kind !== 'agency' || !anyOf.some((word) => caller.scopes.has(word))) {
+        reply.header('www-authenticate', `${bearerChallenge('insufficient_scope')}, scope="${words}"`);
+        return reply.problem(403, 'insufficient_scope', `This route needs scope ${anyOf.join(' or ')}.`, { required_scope: words });
       }
     };
   });

@@ -28,6 +28,8 @@ async function docs(app: FastifyInstance, { publicUrl }: DocsOptions) {
       tags: [
         { name: 'catalog', description: 'The resource catalog (政务信息资源目录): resources, data items, agencies' },
         { name: 'oauth', description: 'OAuth 2.0: tokens, revocation, metadata and keys' },
+        { name: 'sharing', description: 'Applications (共享申请), decisions (审核) and grants (授权)' },
+        { name: 'exchange', description: 'Shared records (共享交换): read, query and verify (核验), cut to the grant' },
         { name: 'audit', description: 'The tamper-evident audit trail (交换日志), its statistics, and citizens\' access log' },
         { name: 'admin', description: 'Operator actions (scope admin)' },
         { name: 'operations', description: 'Health, readiness, metrics and documentation' },

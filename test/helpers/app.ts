@@ -97,6 +97,8 @@ export interface TestAppOptions {
   /** Use this database instead of the file's shared one. */
   database?: Database;
   logs?: LogCapture;
+  /** The app's clock (grant expiry, due dates). */
+  clock?: () => Date;
   /** Add test-only routes before the app is ready. */
   extend?: (app: App) => void | Promise<void>;
 }
@@ -108,13 +110,15 @@ export async function buildTestApp(t: Test, driver: Driver, options: TestAppOpti
   const config = loadConfig({
     LOG_LEVEL: 'silent',
     MAX_EVENT_LOOP_DELAY_MS: '0',
+    // Exchange tests load demo data themselves, on both drivers.
+    DEMO_DATA: 'off',
     KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
     AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
     ...options.env,
   });
   const database = options.database ?? (await sharedDatabase(driver));
   const logger = options.logs?.logger ?? pino({ level: 'silent' });
-  const app = await buildApp(config, { database, logger });
+  const app = await buildApp(config, { database, logger, ...(options.clock ? { clock: options.clock } : {}) });
   await options.extend?.(app);
   await app.ready();
   t.teardown(() => app.close());

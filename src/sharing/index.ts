@@ -1,0 +1,46 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../config.js';
+import { GrantCache, type Decision, type DecisionRequest } from './grants.js';
+import { sharingRoutes } from './routes.js';
+import { calendarFrom } from './workdays.js';
+
+export { apply, decide, findApplication } from './applications.js';
+export type { Application } from './applications.js';
+export { findGrant, GrantCache, GRANTS_CHANNEL, grantStatus, revokeGrant } from './grants.js';
+export type { Act, Decision, DenialReason, Grant } from './grants.js';
+export { grantView } from './routes.js';
+export { addWorkingDays, calendarFrom } from './workdays.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The decision point: may this caller do this act on these fields of this resource? */
+    decide(request: Omit<DecisionRequest, 'now'>): Decision;
+    grants: GrantCache;
+  }
+}
+
+export interface SharingOptions {
+  config: Config;
+}
+
+/** Sharing: applications, decisions and grants, and the decision point every exchange asks. */
+async function sharing(app: FastifyInstance, { config }: SharingOptions) {
+  const cache = new GrantCache(app.database);
+  await cache.start();
+  app.addHook('onClose', () => cache.stop());
+  app.decorate('grants', cache);
+  app.decorate('decide', (request: Omit<DecisionRequest, 'now'>) => cache.decide({ ...request, now: app.clock() }));
+
+  await app.register(sharingRoutes, {
+    cache,
+    supervisors: new Set(config.SUPERVISOR_AGENCIES.split(',').map((code) => code.trim()).filter(Boolean)),
+    settings: {
+      maxDurationDays: config.SHARING_MAX_DURATION_DAYS,
+      decisionWorkingDays: config.SHARING_DECISION_WORKING_DAYS,
+      calendar: calendarFrom(config.PUBLIC_HOLIDAYS, config.MAKEUP_WORKDAYS),
+    },
+  });
+}
+
+export default fp(sharing, { name: 'sharing', fastify: '5.x', dependencies: ['database', 'auth', 'audit', 'catalog'] });
