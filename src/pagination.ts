@@ -1,3 +1,4 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { defineProblem } from './errors.js';
 
@@ -32,4 +33,26 @@ export function page<T extends object>(request: FastifyRequest, reply: FastifyRe
     reply.header('link', `<${url.pathname}${url.search}>; rel="next"`);
   }
   return { ...body, next_cursor: nextCursor };
+}
+
+/** A cursor the caller cannot read or forge: AES-256-GCM over the position, base64url. */
+export function sealCursor(key: Buffer, position: unknown): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  const sealed = Buffer.concat([cipher.update(JSON.stringify(position), 'utf8'), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), sealed]).toString('base64url');
+}
+
+export function openCursor<T>(key: Buffer, cursor: string, isValid: (value: unknown) => value is T): T {
+  let value: unknown;
+  try {
+    const bytes = Buffer.from(cursor, 'base64url');
+    const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, 12));
+    decipher.setAuthTag(bytes.subarray(12, 28));
+    value = JSON.parse(Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]).toString('utf8'));
+  } catch {
+    throw new InvalidCursor();
+  }
+  if (!isValid(value)) throw new InvalidCursor();
+  return value;
 }

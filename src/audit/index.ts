@@ -1,4 +1,6 @@
+import { createHmac } from 'node:crypto';
 import { hostname } from 'node:os';
+import { openCursor, sealCursor } from '../pagination.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
@@ -38,6 +40,10 @@ declare module 'fastify' {
     audit: AuditWriter;
     /** The keyed hash that stands for a person in the trail. */
     subjectRef(value: string): string;
+    /** An opaque, authenticated cursor (AES-256-GCM): for positions the caller may not read. */
+    sealCursor(position: unknown): string;
+    /** The position in a sealed cursor; 400 invalid_cursor when it is not one of ours. */
+    openCursor<T>(cursor: string, isValid: (value: unknown) => value is T): T;
   }
 }
 
@@ -100,6 +106,9 @@ async function audit(app: FastifyInstance, { config }: AuditOptions) {
   await writer.start(`${hostname()}:${process.pid}`);
   app.decorate('audit', writer);
   app.decorate('subjectRef', (value: string) => subjectRef(hashKey, value));
+  const cursorKey = createHmac('sha256', hashKey).update('govdata-gateway cursor key').digest();
+  app.decorate('sealCursor', (position: unknown) => sealCursor(cursorKey, position));
+  app.decorate('openCursor', <T>(cursor: string, isValid: (value: unknown) => value is T) => openCursor(cursorKey, cursor, isValid));
   app.decorateRequest('auditDetails', null);
   app.addHook('onClose', () => writer.close());
 

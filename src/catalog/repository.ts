@@ -167,6 +167,7 @@ export async function resourceHistory(db: Db, code: string) {
       fields: catalogHistory.fields,
       changedAt: catalogHistory.changedAt,
       syncId: catalogHistory.syncId,
+      detail: catalogHistory.detail,
     })
     .from(catalogHistory)
     .where(and(eq(catalogHistory.kind, 'resource'), eq(catalogHistory.code, code)))

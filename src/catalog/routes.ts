@@ -174,10 +174,11 @@ export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: Cata
       return {
         items: history.map((h) => ({
           version: h.version,
-          change: h.change as 'created' | 'updated' | 'retired' | 'restored',
+          change: h.change as 'created' | 'updated' | 'retired' | 'restored' | 'imported',
           fields: h.fields,
           changed_at: h.changedAt.toISOString(),
           sync_id: h.syncId,
+          ...(h.detail ? { detail: h.detail as { rows: number; skipped: number; sha256: string; seconds: number; source: string } } : {}),
         })),
       };
     },

@@ -102,13 +102,19 @@ export const ResourceHistory = Type.Object({
   items: Type.Array(
     Type.Object({
       version: Type.Integer(),
-      change: Type.Unsafe<'created' | 'updated' | 'retired' | 'restored'>({
+      change: Type.Unsafe<'created' | 'updated' | 'retired' | 'restored' | 'imported'>({
         type: 'string',
-        enum: ['created', 'updated', 'retired', 'restored'],
+        enum: ['created', 'updated', 'retired', 'restored', 'imported'],
       }),
       fields: Type.Array(Type.String({ description: 'Top-level fields that changed' })),
       changed_at: Type.String({ format: 'date-time' }),
-      sync_id: Type.Integer(),
+      sync_id: Type.Union([Type.Integer(), Type.Null()], { description: 'The catalog sync; null for a data import' }),
+      detail: Type.Optional(
+        Type.Object(
+          { rows: Type.Integer(), skipped: Type.Integer(), sha256: Type.String(), seconds: Type.Number(), source: Type.String() },
+          { description: 'For an import: rows loaded, rows skipped, checksum, time, source' },
+        ),
+      ),
     }),
   ),
 });

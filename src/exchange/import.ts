@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { Transform } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { parse as parseCsv } from 'csv-parse';
 import { eq, sql } from 'drizzle-orm';
@@ -52,11 +53,16 @@ export function formatOf(file: string, format?: string): RecordFileFormat {
 
 /** Read a record file as rows, hashing its bytes on the way (the checksum in the history). */
 export function readRecordFile(file: string, format: RecordFileFormat, hash = createHash('sha256'), onBytes?: (n: number) => void) {
-  const input = createReadStream(file);
-  input.on('data', (chunk) => {
-    hash.update(chunk);
-    onBytes?.(chunk.length);
-  });
+  // Hashed as it passes through, so that nothing flows before the parser reads it.
+  const input = createReadStream(file).pipe(
+    new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        hash.update(chunk);
+        onBytes?.(chunk.length);
+        done(null, chunk);
+      },
+    }),
+  );
   return { rows: rowsIn(input, format), hash };
 }
 
@@ -98,6 +104,7 @@ export function typedValue(item: DataItem, raw: unknown): { value: unknown } | {
   if (raw === undefined || raw === null || raw === '') {
     return item.required ? { problem: 'is required' } : { value: null };
   }
+  if (typeof raw === 'object') return { problem: `must be a single ${item.type} value, not an object or array` };
   const text = typeof raw === 'string' ? raw.trim() : raw;
   switch (item.type) {
     case 'string': {

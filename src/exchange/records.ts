@@ -95,8 +95,11 @@ export function checkIdentifier(resource: Resource, name: string, value: unknown
   return dataItem.format === 'cn-resident-id' || dataItem.format === 'cn-uscc' ? text.toUpperCase() : text;
 }
 
-/** One record by its key (a composite key is joined with `~`), cut to `fields`. */
-export async function readRecord(db: Db, resource: Resource, key: string, fields: string[]): Promise<StoredRecord | undefined> {
+/**
+ * One record by its key (a composite key is joined with `~`), with `fields` and the `extra` items
+ * the caller does not see but the audit trail needs (the person it is about).
+ */
+export async function readRecord(db: Db, resource: Resource, key: string, fields: string[], extra: string[] = []): Promise<StoredRecord | undefined> {
   const parts = resource.record_key.length === 1 ? [key] : key.split('~');
   if (parts.length !== resource.record_key.length) {
     throw new InvalidIdentifier(`the key of ${resource.code} is ${resource.record_key.join('~')}`);
@@ -106,7 +109,7 @@ export async function readRecord(db: Db, resource: Resource, key: string, fields
     return sql`${sql.raw(quoted(name))} = ${value}`;
   });
   const rows = rowsOf<StoredRecord>(
-    await db.execute(sql`select ${selected(resource, fields)} from ${sql.raw(qualified(recordTable(resource.code)))} where ${sql.join(conditions, sql` and `)}`),
+    await db.execute(sql`select ${selected(resource, [...new Set([...fields, ...extra])])} from ${sql.raw(qualified(recordTable(resource.code)))} where ${sql.join(conditions, sql` and `)}`),
   );
   return rows[0];
 }
@@ -114,6 +117,8 @@ export async function readRecord(db: Db, resource: Resource, key: string, fields
 export interface QueryPage {
   items: StoredRecord[];
   next: unknown[] | null;
+  /** The `extra` items of every row, for the audit trail; never in the answer. */
+  extras: StoredRecord[];
 }
 
 /** A page of records matching a filter, in record-key order (keyset: stable while rows are added). */
@@ -124,12 +129,13 @@ export async function queryRecords(
   fields: string[],
   limit: number,
   after?: unknown[],
+  extra: string[] = [],
 ): Promise<QueryPage> {
   const key = resource.record_key;
   const keyColumns = sql.raw(key.map(quoted).join(', '));
   const keyset = after ? [sql`(${keyColumns}) > (${sql.join(after.map((value) => sql`${value}`), sql`, `)})`] : [];
   const conditions = [...where, ...keyset];
-  const selectFields = [...new Set([...fields, ...key])];
+  const selectFields = [...new Set([...fields, ...key, ...extra])];
   const rows = rowsOf<StoredRecord>(
     await db.execute(sql`select ${selected(resource, selectFields)} from ${sql.raw(qualified(recordTable(resource.code)))}
       ${conditions.length ? sql`where ${sql.join(conditions, sql` and `)}` : sql``}
@@ -139,7 +145,11 @@ export async function queryRecords(
   const last = page.at(-1);
   const next = rows.length > limit && last ? key.map((name) => last[name]) : null;
   // Key columns the caller was not granted leave the answer (they only served the cursor).
-  return { items: page.map((row) => Object.fromEntries(fields.map((field) => [field, row[field] ?? null]))), next };
+  return {
+    items: page.map((row) => Object.fromEntries(fields.map((field) => [field, row[field] ?? null]))),
+    next,
+    extras: page.map((row) => Object.fromEntries(extra.map((field) => [field, row[field] ?? null]))),
+  };
 }
 
 export type FieldResult = 'match' | 'mismatch' | 'unknown';

@@ -3,7 +3,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { findResource, type Resource } from '../catalog/index.js';
 import { defineProblem, NotFound } from '../errors.js';
-import { decodeCursor, encodeCursor } from '../pagination.js';
 import type { Caller } from '../plugins/auth.js';
 import type { Act, Decision } from '../sharing/index.js';
 import { checkIdentifier, filterSql, lookupItem, queryRecords, readRecord, verifySubjects, type Filter } from './records.js';
@@ -40,9 +39,14 @@ const VerifyResult = Type.Object({
 const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, { $ref: 'Problem#' }]));
 const isKeyCursor = (value: unknown): value is unknown[] => Array.isArray(value);
 
-/** Values of the person identifiers (cn-resident-id items) in records or subjects: hashed for the trail. */
+/** The items that name a person (resident ID numbers): read for the audit trail, granted or not. */
+function personItems(resource: Resource): string[] {
+  return resource.items.filter((item) => item.format === 'cn-resident-id').map((item) => item.name);
+}
+
+/** Values of the person identifiers in records or subjects: hashed for the trail. */
 function personsIn(resource: Resource, rows: Array<Record<string, unknown>>): string[] {
-  const items = resource.items.filter((item) => item.format === 'cn-resident-id').map((item) => item.name);
+  const items = personItems(resource);
   return rows.flatMap((row) => items.map((name) => row[name]).filter((value): value is string => typeof value === 'string' && value.length > 0));
 }
 
@@ -54,7 +58,13 @@ export async function exchangeRoutes(parent: FastifyInstance) {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
 
   /** Purpose, resource and grant: what every exchange call must clear before any lookup. */
-  async function admit(request: FastifyRequest, code: string, act: Act, fields?: string[]): Promise<{ resource: Resource; decision: Decision }> {
+  async function admit(
+    request: FastifyRequest,
+    code: string,
+    act: Act,
+    fields?: string[],
+    precheck?: (resource: Resource) => void,
+  ): Promise<{ resource: Resource; decision: Decision }> {
     const purpose = request.headers['x-purpose'];
     const stored = await findResource(app.db, code);
     if (stored) request.auditDetails = { resource: code, provider: stored.document.provider };
@@ -65,6 +75,8 @@ export async function exchangeRoutes(parent: FastifyInstance) {
     if (decision.grant) {
       request.auditDetails = { ...request.auditDetails, grant_id: decision.grant.id, legal_basis: decision.grant.legalBasis };
     }
+    // What is malformed is a 400 whatever the grant says (the grant is still on the record).
+    precheck?.(resource);
     if (!decision.allow) throw Denied(decision.reason as string, denialText[decision.reason as string] as string);
     return { resource, decision };
   }
@@ -89,10 +101,11 @@ export async function exchangeRoutes(parent: FastifyInstance) {
     },
     async (request) => {
       const { resource, decision } = await admit(request, request.params.code, 'read');
-      const record = await readRecord(app.db, resource, request.params.key, decision.fields);
-      request.auditDetails = { ...request.auditDetails, row_count: record ? 1 : 0, fields: decision.fields };
-      if (!record) throw new RecordNotFound(request.params.key.length > 4 ? `${request.params.key.slice(0, 4)}…` : request.params.key, resource.code);
-      request.auditDetails.subjects = personsIn(resource, [record]);
+      const stored = await readRecord(app.db, resource, request.params.key, decision.fields, personItems(resource));
+      request.auditDetails = { ...request.auditDetails, row_count: stored ? 1 : 0, fields: decision.fields };
+      if (!stored) throw new RecordNotFound(request.params.key.length > 4 ? `${request.params.key.slice(0, 4)}…` : request.params.key, resource.code);
+      request.auditDetails.subjects = personsIn(resource, [stored]);
+      const record = Object.fromEntries(decision.fields.map((field) => [field, stored[field] ?? null]));
       return { resource: resource.code, record, grant_id: decision.grant?.id as string };
     },
   );
@@ -126,20 +139,20 @@ export async function exchangeRoutes(parent: FastifyInstance) {
     },
     async (request) => {
       const filter = (request.body.filter ?? {}) as Filter;
-      const filterItems = Object.keys(filter);
-      // The filter's items must be granted too: filtering on a field reveals it.
-      const asked = request.body.fields ? [...new Set([...request.body.fields, ...filterItems])] : undefined;
-      const { resource, decision } = await admit(request, request.params.code, 'query', asked);
+      let filtered: ReturnType<typeof filterSql> | undefined;
+      const { resource, decision } = await admit(request, request.params.code, 'query', request.body.fields, (resource) => {
+        filtered = filterSql(resource, filter);
+      });
       const fields = request.body.fields ?? decision.fields;
-      if (!request.body.fields) {
-        const outside = filterItems.filter((name) => !decision.fields.includes(name));
-        if (outside.length) throw Denied('field_not_granted', `Filtering on ${outside.join(', ')} is outside your grant.`);
-      }
-      const { where } = filterSql(resource, filter);
-      const after = request.body.cursor ? decodeCursor(request.body.cursor, isKeyCursor) : undefined;
-      const result = await queryRecords(app.db, resource, where, fields, request.body.limit, after);
-      request.auditDetails = { ...request.auditDetails, row_count: result.items.length, fields, subjects: personsIn(resource, result.items) };
-      return { items: result.items, next_cursor: result.next ? encodeCursor(result.next) : null, grant_id: decision.grant?.id as string };
+      // The filter's items must be granted too: filtering on a field reveals it.
+      const { where, items: filterItems } = filtered as ReturnType<typeof filterSql>;
+      const outside = filterItems.filter((name) => !decision.grant?.fields.includes(name));
+      if (outside.length) throw Denied('field_not_granted', `Filtering on ${outside.join(', ')} is outside your grant.`);
+      // Cursors are sealed: they hold record keys the caller may not be granted to see.
+      const after = request.body.cursor ? app.openCursor(request.body.cursor, isKeyCursor) : undefined;
+      const result = await queryRecords(app.db, resource, where, fields, request.body.limit, after, personItems(resource));
+      request.auditDetails = { ...request.auditDetails, row_count: result.items.length, fields, subjects: personsIn(resource, result.extras) };
+      return { items: result.items, next_cursor: result.next ? app.sealCursor(result.next) : null, grant_id: decision.grant?.id as string };
     },
   );
 
@@ -177,18 +190,20 @@ export async function exchangeRoutes(parent: FastifyInstance) {
       const body = request.body as { subject?: Record<string, unknown>; subjects?: Array<Record<string, unknown>> };
       const subjects = body.subjects ?? [body.subject as Record<string, unknown>];
       const compared = [...new Set(subjects.flatMap((subject) => Object.keys(subject)))];
-      const { resource } = await admit(request, request.params.code, 'verify', compared);
-      const known = new Set(resource.items.map((item) => item.name));
-      const lookups = subjects.map((subject, index) => {
-        const unknown = Object.keys(subject).find((name) => !known.has(name));
-        if (unknown) throw new SubjectNotIdentifying(`subjects/${index}/${unknown}: is not a data item of ${resource.code}`);
-        const lookup = lookupItem(resource, subject);
-        if (!lookup) throw new SubjectNotIdentifying(`subjects/${index}: name the record key (${resource.record_key.join(', ')}) or an indexed identifier to verify against`);
-        // Identifiers are checked before any lookup (GB 11643, GB 32100, division codes, …).
-        for (const [name, value] of Object.entries(subject)) {
-          if (resource.items.find((item) => item.name === name)?.format) checkIdentifier(resource, name, value);
-        }
-        return lookup;
+      let lookups: string[] = [];
+      const { resource } = await admit(request, request.params.code, 'verify', compared, (resource) => {
+        const known = new Set(resource.items.map((item) => item.name));
+        lookups = subjects.map((subject, index) => {
+          const unknown = Object.keys(subject).find((name) => !known.has(name));
+          if (unknown) throw new SubjectNotIdentifying(`subjects/${index}/${unknown}: is not a data item of ${resource.code}`);
+          const lookup = lookupItem(resource, subject);
+          if (!lookup) throw new SubjectNotIdentifying(`subjects/${index}: name the record key (${resource.record_key.join(', ')}) or an indexed identifier to verify against`);
+          // Identifiers are checked before any lookup (GB 11643, GB 32100, division codes, …).
+          for (const [name, value] of Object.entries(subject)) {
+            if (resource.items.find((item) => item.name === name)?.format) checkIdentifier(resource, name, value);
+          }
+          return lookup;
+        });
       });
       request.auditDetails = { ...request.auditDetails, fields: compared, subjects: personsIn(resource, subjects) };
       const results = await verifySubjects(app.db, resource, subjects, lookups);
