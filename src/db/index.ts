@@ -244,6 +244,29 @@ export async function settleWithin(step: Promise<unknown> | undefined, ms: numbe
   clearTimeout(timer);
 }
 
+/**
+ * Keep an in-memory copy current: apply each NOTIFY on `channel` as it comes, load everything
+ * once now, and again every `reloadMs` as a safety net for a missed notification. Resolves to the
+ * function that stops it.
+ */
+export async function followChannel(
+  database: Database,
+  channel: string,
+  onPayload: (payload: string) => void,
+  reload: () => Promise<void>,
+  reloadMs: number,
+): Promise<() => Promise<void>> {
+  const unlisten = await database.listen(channel, onPayload);
+  await reload();
+  const timer = setInterval(() => void reload().catch(() => {}), reloadMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    // A database that is already gone has no listener left to remove.
+    await settleWithin(unlisten(), 2000);
+  };
+}
+
 /** postgres.js answers an array of rows, PGlite an object with `rows`: read either. */
 export function rowsOf<T>(result: unknown): T[] {
   return Array.isArray(result) ? (result as T[]) : ((result as { rows: T[] }).rows ?? []);

@@ -1,5 +1,5 @@
 import { eq, gt, lt, sql } from 'drizzle-orm';
-import { settleWithin, type Database } from '../db/index.js';
+import { followChannel, type Database } from '../db/index.js';
 import { clients, revokedTokens, usedClientAssertions } from '../db/schema.js';
 
 /** The channel on which instances tell each other about revocations and key rotations. */
@@ -22,8 +22,7 @@ export async function announce(database: Database, event: IdentityEvent): Promis
 export class RevocationState {
   private revoked = new Map<string, number>();
   private disabled = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
-  private stopListening: (() => Promise<void>) | undefined;
+  private stopFollowing: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly database: Database,
@@ -32,16 +31,17 @@ export class RevocationState {
   ) {}
 
   async start(): Promise<void> {
-    this.stopListening = await this.database.listen(IDENTITY_CHANNEL, (payload) => this.apply(JSON.parse(payload)));
-    await this.reload();
-    this.timer = setInterval(() => void this.reload().catch(() => {}), this.reloadMs);
-    this.timer.unref();
+    this.stopFollowing = await followChannel(
+      this.database,
+      IDENTITY_CHANNEL,
+      (payload) => this.apply(JSON.parse(payload)),
+      () => this.reload(),
+      this.reloadMs,
+    );
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    // A database that is already gone has no listener left to remove.
-    await settleWithin(this.stopListening?.(), 2000);
+    await this.stopFollowing?.();
   }
 
   async reload(): Promise<void> {

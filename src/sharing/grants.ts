@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
-import { settleWithin, type Database, type Db } from '../db/index.js';
+import { followChannel, type Database, type Db } from '../db/index.js';
 import { grants } from '../db/schema.js';
 import type { Caller } from '../plugins/auth.js';
 
@@ -53,8 +53,7 @@ export class GrantCache {
   /** The latest refresh of each recently changed grant, numbered. */
   private tickets = new Map<string, number>();
   private ticket = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private stopListening: (() => Promise<void>) | undefined;
+  private stopFollowing: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly database: Database,
@@ -62,15 +61,17 @@ export class GrantCache {
   ) {}
 
   async start(): Promise<void> {
-    this.stopListening = await this.database.listen(GRANTS_CHANNEL, (grantId) => void this.refresh(grantId).catch(() => {}));
-    await this.reload();
-    this.timer = setInterval(() => void this.reload().catch(() => {}), this.reloadMs);
-    this.timer.unref();
+    this.stopFollowing = await followChannel(
+      this.database,
+      GRANTS_CHANNEL,
+      (grantId) => void this.refresh(grantId).catch(() => {}),
+      () => this.reload(),
+      this.reloadMs,
+    );
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await settleWithin(this.stopListening?.(), 2000);
+    await this.stopFollowing?.();
   }
 
   /**

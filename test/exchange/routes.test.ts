@@ -5,8 +5,8 @@ import type { Driver } from '../../src/db/index.js';
 import { auditEvents } from '../../src/db/schema.js';
 import { enterprises, residents, seedDemo, students } from '../../src/demo/seed.js';
 import { residentIdCheckChar } from '../../src/exchange/identifiers.js';
-import { createClient } from '../../src/identity/clients.js';
 import { buildTestApp, forEachDriver, freshDatabase } from '../helpers/app.js';
+import { party, type Party } from '../helpers/parties.js';
 import { assertProblem } from '../helpers/problem.js';
 
 const STUDENT = '330000-EDU-00001'; // zj-edu, conditional: student_id key, id_number, school, region_code filterable
@@ -19,11 +19,6 @@ const ON_BEHALF_OF = 'case HRSS-2026-0042';
 
 type Injected = Awaited<ReturnType<App['inject']>>;
 type AuditRow = typeof auditEvents.$inferSelect;
-interface Party {
-  agency: string;
-  clientId: string;
-  headers: { authorization: string };
-}
 
 // The demo data the tests compare with: the same generators seedDemo(…, 'small') loads.
 const pupils = [...students(residents(5000), 1500)];
@@ -39,17 +34,6 @@ const absentId = (() => {
 /** A real student's ID number with a wrong check character. */
 const badCheckId = `${alice.id_number.slice(0, 17)}${alice.id_number[17] === '0' ? '1' : '0'}`;
 
-async function party(app: App, agency: string, scopes: string[]): Promise<Party> {
-  const { client, secret } = await createClient(app.db, { agency, scopes });
-  const response = await app.inject({
-    method: 'POST',
-    url: '/oauth/token',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    payload: new URLSearchParams({ grant_type: 'client_credentials', client_id: client.id, client_secret: secret as string }).toString(),
-  });
-  if (response.statusCode !== 200) throw new Error(`token for ${agency}: ${response.statusCode} ${response.body}`);
-  return { agency, clientId: client.id, headers: { authorization: `Bearer ${response.json().access_token as string}` } };
-}
 
 forEachDriver(t, 'exchange: read, query and verify, decided by grants and audited', async (t: Test, driver: Driver) => {
   const database = await freshDatabase(t, driver);

@@ -6,9 +6,9 @@ import { parse } from 'yaml';
 import type { App } from '../../src/app.js';
 import type { Database, Driver } from '../../src/db/index.js';
 import { applications, auditEvents, grants } from '../../src/db/schema.js';
-import { createClient } from '../../src/identity/clients.js';
 import { projectRoot } from '../../src/paths.js';
 import { buildTestApp, forEachDriver, freshDatabase } from '../helpers/app.js';
+import { party, type Party } from '../helpers/parties.js';
 import { assertProblem } from '../helpers/problem.js';
 
 const DAY_MS = 86_400_000;
@@ -19,23 +19,7 @@ const TEACHERS = '330000-EDU-00003'; // zj-edu, conditional, verify only
 const SURVEY_MAPS = '330000-NR-00003'; // zj-nr, sharing none
 
 type Injected = Awaited<ReturnType<App['inject']>>;
-interface Party {
-  clientId: string;
-  headers: { authorization: string };
-}
 
-/** A registered client of `agency` and a bearer token for it, obtained as a client would. */
-async function party(app: App, agency: string, scopes: string[]): Promise<Party> {
-  const { client, secret } = await createClient(app.db, { agency, scopes });
-  const response = await app.inject({
-    method: 'POST',
-    url: '/oauth/token',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    payload: new URLSearchParams({ grant_type: 'client_credentials', client_id: client.id, client_secret: secret as string }).toString(),
-  });
-  if (response.statusCode !== 200) throw new Error(`token for ${agency}: ${response.statusCode} ${response.body}`);
-  return { clientId: client.id, headers: { authorization: `Bearer ${response.json().access_token as string}` } };
-}
 
 function studentApplication(overrides: Record<string, unknown> = {}) {
   return {

@@ -5,37 +5,16 @@ import type { App } from '../../src/app.js';
 import { findResource, type Resource } from '../../src/catalog/index.js';
 import { openDatabase, type Database, type Driver } from '../../src/db/index.js';
 import { grants } from '../../src/db/schema.js';
-import { createClient } from '../../src/identity/clients.js';
-import type { Caller } from '../../src/plugins/auth.js';
 import { addWorkingDays, calendarFrom, GrantCache, type Decision } from '../../src/sharing/index.js';
 import { buildTestApp, forEachDriver, freshDatabase, freshDatabaseUrl } from '../helpers/app.js';
+import { party, type Party } from '../helpers/parties.js';
 
 const DAY_MS = 86_400_000;
 const STUDENT = '330000-EDU-00001'; // zj-edu, conditional
 const ENTERPRISE = '330000-AMR-00001'; // zj-amr, unconditional
 const SURVEY_MAPS = '330000-NR-00003'; // zj-nr, sharing none
 
-type AgencyCaller = Extract<Caller, { kind: 'agency' }>;
-interface Party {
-  caller: AgencyCaller;
-  headers: { authorization: string };
-}
 
-/** A registered client with a token, and the caller the decision point sees for it. */
-async function party(app: App, agency: string, scopes: string[]): Promise<Party> {
-  const { client, secret } = await createClient(app.db, { agency, scopes });
-  const response = await app.inject({
-    method: 'POST',
-    url: '/oauth/token',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    payload: new URLSearchParams({ grant_type: 'client_credentials', client_id: client.id, client_secret: secret as string }).toString(),
-  });
-  if (response.statusCode !== 200) throw new Error(`token for ${agency}: ${response.statusCode} ${response.body}`);
-  return {
-    caller: { kind: 'agency', clientId: client.id, agency, scopes: new Set(scopes) },
-    headers: { authorization: `Bearer ${response.json().access_token as string}` },
-  };
-}
 
 async function resource(app: App, code: string): Promise<Resource> {
   const stored = await findResource(app.db, code);
