@@ -151,6 +151,13 @@ export interface Temporal {
 }
 
 /** A resource (信息资源): `catalog/<provider>/<code>.yaml`. */
+export interface Upstream {
+  url: string;
+  /** Environment variable with the provider's credential (a bearer token). */
+  credential_env?: string;
+  timeout_ms: number;
+}
+
 export interface Resource {
   /** `{provider region}-{provider abbr}-{5-digit serial}`, e.g. `330000-EDU-00001`. */
   code: string;
@@ -177,6 +184,8 @@ export interface Resource {
   record_key: string[];
   sharing: SharingAttribute;
   open: OpenAttribute;
+  /** A proxied resource: the provider's own endpoint answers, the gateway governs and audits. */
+  upstream?: Upstream;
 }
 
 export interface Catalog {

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { DEMO_RESOURCES, recordCount, seedDemo } from '../demo/seed.js';
 import { exchangeRoutes } from './routes.js';
+import { UpstreamClient } from './upstream.js';
 
 export { importFile, ImportRejected, loadRecords } from './import.js';
 export type { ImportReport } from './import.js';
@@ -14,7 +15,9 @@ async function exchange(app: FastifyInstance, { config }: { config: Config }) {
     const reports = await seedDemo(app.database, 'small');
     app.log.info({ loaded: reports.map((r) => ({ resource: r.resource, rows: r.rows })) }, 'demo data loaded (DEMO_DATA=auto)');
   }
-  await app.register(exchangeRoutes);
+  const upstream = new UpstreamClient();
+  app.addHook('onClose', () => upstream.close());
+  await app.register(exchangeRoutes, { upstream });
 }
 
 export default fp(exchange, { name: 'exchange', fastify: '5.x', dependencies: ['auth', 'audit', 'catalog', 'sharing'] });

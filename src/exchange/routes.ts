@@ -5,6 +5,7 @@ import { findResource, type Resource } from '../catalog/index.js';
 import { defineProblem, NotFound } from '../errors.js';
 import type { Caller } from '../plugins/auth.js';
 import type { Act, Decision } from '../sharing/index.js';
+import type { UpstreamClient } from './upstream.js';
 import { checkIdentifier, filterSql, lookupItem, queryRecords, readRecord, verifySubjects, type Filter } from './records.js';
 
 export const PurposeRequired = defineProblem<[]>('purpose_required', 'Every exchange call names its purpose in the X-Purpose header.', 400);
@@ -54,8 +55,9 @@ function personsIn(resource: Resource, rows: Array<Record<string, unknown>>): st
  * Exchange (共享交换): read one record, query records, verify subjects (核验), always cut to the
  * caller's grant, with X-Purpose required and every answer on the audit trail.
  */
-export async function exchangeRoutes(parent: FastifyInstance) {
+export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { upstream: UpstreamClient }) {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  const cut = (record: Record<string, unknown>, fields: string[]) => Object.fromEntries(fields.map((field) => [field, record[field] ?? null]));
 
   /** Purpose, resource and grant: what every exchange call must clear before any lookup. */
   async function admit(
@@ -81,6 +83,31 @@ export async function exchangeRoutes(parent: FastifyInstance) {
     return { resource, decision };
   }
 
+  /** A record from the provider's own system; the key is checked here first, like a hosted one. */
+  async function readUpstream(resource: Resource, key: string) {
+    const parts = resource.record_key.length === 1 ? [key] : key.split('~');
+    resource.record_key.forEach((name, index) => checkIdentifier(resource, name, parts[index] ?? ''));
+    const answer = await upstream.call(resource, { method: 'GET', path: `/records/${encodeURIComponent(key)}` });
+    return answer && typeof answer === 'object' && !Array.isArray(answer) ? (answer as Record<string, unknown>) : undefined;
+  }
+
+  /** Verdicts from the provider, kept to the shape we promise: nothing else passes through. */
+  async function verifyUpstream(resource: Resource, subjects: Array<Record<string, unknown>>) {
+    const answer = (await upstream.call(resource, { method: 'POST', path: '/verify', body: { subjects } })) as { results?: unknown[] } | undefined;
+    const results = Array.isArray(answer?.results) ? answer.results : [];
+    return subjects.map((subject, index) => {
+      const result = (results[index] ?? {}) as { verdict?: unknown; fields?: Record<string, unknown> };
+      const verdict = ['match', 'mismatch', 'not_found'].includes(String(result.verdict)) ? (result.verdict as 'match' | 'mismatch' | 'not_found') : 'not_found';
+      const fields = Object.fromEntries(
+        Object.keys(subject).map((name) => {
+          const value = result.fields?.[name];
+          return [name, value === 'match' || value === 'mismatch' ? value : ('unknown' as const)];
+        }),
+      ) as Record<string, 'match' | 'mismatch' | 'unknown'>;
+      return { verdict, fields };
+    });
+  }
+
   app.get(
     '/v1/resources/:code/records/:key',
     {
@@ -101,12 +128,13 @@ export async function exchangeRoutes(parent: FastifyInstance) {
     },
     async (request) => {
       const { resource, decision } = await admit(request, request.params.code, 'read');
-      const stored = await readRecord(app.db, resource, request.params.key, decision.fields, personItems(resource));
+      const stored = resource.upstream
+        ? await readUpstream(resource, request.params.key)
+        : await readRecord(app.db, resource, request.params.key, decision.fields, personItems(resource));
       request.auditDetails = { ...request.auditDetails, row_count: stored ? 1 : 0, fields: decision.fields };
       if (!stored) throw new RecordNotFound(request.params.key.length > 4 ? `${request.params.key.slice(0, 4)}…` : request.params.key, resource.code);
       request.auditDetails.subjects = personsIn(resource, [stored]);
-      const record = Object.fromEntries(decision.fields.map((field) => [field, stored[field] ?? null]));
-      return { resource: resource.code, record, grant_id: decision.grant?.id as string };
+      return { resource: resource.code, record: cut(stored, decision.fields), grant_id: decision.grant?.id as string };
     },
   );
 
@@ -148,6 +176,17 @@ export async function exchangeRoutes(parent: FastifyInstance) {
       const { where, items: filterItems } = filtered as ReturnType<typeof filterSql>;
       const outside = filterItems.filter((name) => !decision.grant?.fields.includes(name));
       if (outside.length) throw Denied('field_not_granted', `Filtering on ${outside.join(', ')} is outside your grant.`);
+      if (resource.upstream) {
+        const answer = (await upstream.call(resource, {
+          method: 'POST',
+          path: '/query',
+          body: { filter, fields, limit: request.body.limit, ...(request.body.cursor ? { cursor: request.body.cursor } : {}) },
+        })) as { items?: Array<Record<string, unknown>>; next_cursor?: string | null } | undefined;
+        const rows = Array.isArray(answer?.items) ? answer.items.slice(0, request.body.limit) : [];
+        request.auditDetails = { ...request.auditDetails, row_count: rows.length, fields, subjects: personsIn(resource, rows) };
+        const next = typeof answer?.next_cursor === 'string' ? answer.next_cursor : null;
+        return { items: rows.map((row) => cut(row, fields)), next_cursor: next, grant_id: decision.grant?.id as string };
+      }
       // Cursors are sealed: they hold record keys the caller may not be granted to see.
       const after = request.body.cursor ? app.openCursor(request.body.cursor, isKeyCursor) : undefined;
       const result = await queryRecords(app.db, resource, where, fields, request.body.limit, after, personItems(resource));
@@ -206,7 +245,7 @@ export async function exchangeRoutes(parent: FastifyInstance) {
         });
       });
       request.auditDetails = { ...request.auditDetails, fields: compared, subjects: personsIn(resource, subjects) };
-      const results = await verifySubjects(app.db, resource, subjects, lookups);
+      const results = resource.upstream ? await verifyUpstream(resource, subjects) : await verifySubjects(app.db, resource, subjects, lookups);
       request.auditDetails.row_count = results.filter((result) => result.verdict !== 'not_found').length;
       return body.subjects ? { results } : (results[0] as (typeof results)[number]);
     },
