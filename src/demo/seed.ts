@@ -96,7 +96,8 @@ export function* residents(count: number, seed = 20260101): Generator<DemoReside
     yield {
       id_number: `${first17}${residentIdCheckChar(first17)}`,
       name: `${random.pick(SURNAMES)}${random.pick(GIVEN)}`,
-      gender: male ? '男' : '女',
+      // GB/T 2261.1, as the catalog entry says: 1 male, 2 female.
+      gender: male ? '1' : '2',
       birth_date: `${year}-${String(month).padStart(2, '0')}-${String(day).padStart(2, '0')}`,
       ethnicity: random.pick(ETHNICITIES),
       region_code: county.code,

@@ -180,7 +180,7 @@ t.test('demo data', async (t) => {
     const wrong = people.filter((person) => {
       const id = person.id_number;
       const birth = `${id.slice(6, 10)}-${id.slice(10, 12)}-${id.slice(12, 14)}`;
-      const gender = Number(id[16]) % 2 === 1 ? '男' : '女';
+      const gender = Number(id[16]) % 2 === 1 ? '1' : '2';
       return residentIdProblem(id) !== undefined || id[17] !== referenceResidentCheck(id.slice(0, 17)) || birth !== person.birth_date || id.slice(0, 6) !== person.region_code || gender !== person.gender;
     });
     t.same(wrong, [], 'no resident disagrees with their ID number');
