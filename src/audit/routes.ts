@@ -10,7 +10,7 @@ import { agencies, auditCheckpoints, auditEvents, resources } from '../db/schema
 import { defineProblem } from '../errors.js';
 import { decodeCursor, page } from '../pagination.js';
 import type { Caller } from '../plugins/auth.js';
-import { fromRow } from './writer.js';
+import { checkpointFromRow, fromRow } from './writer.js';
 
 export const CitizenOnly = defineProblem<[]>('citizen_only', 'This route answers a citizen about their own records.', 403);
 
@@ -288,14 +288,7 @@ export async function auditRoutes(parent: FastifyInstance, { config }: AuditRout
         )
         .orderBy(asc(auditCheckpoints.chainId), asc(auditCheckpoints.seq))
         .limit(limit + 1);
-      const items = rows.slice(0, limit).map((row) => ({
-        chain_id: row.chainId,
-        seq: Number(row.seq),
-        head_hash: row.headHash,
-        signed_at: row.signedAt.toISOString(),
-        kid: row.kid,
-        signature: row.signature,
-      }));
+      const items = rows.slice(0, limit).map(checkpointFromRow);
       const last = items.at(-1);
       return page(request, reply, { items }, rows.length > limit && last ? [last.chain_id, last.seq] : null);
     },

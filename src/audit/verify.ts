@@ -8,7 +8,7 @@ import type { JWK } from 'jose';
 import { rowsOf, type Db } from '../db/index.js';
 import { auditCheckpoints, auditEvents, auditExports, signingKeys } from '../db/schema.js';
 import { ChainVerifier, type AuditRecord, type Checkpoint, type ChainStart } from './chain.js';
-import { fromRow } from './writer.js';
+import { checkpointFromRow, fromRow } from './writer.js';
 
 const PAGE = 5000;
 export const EXPORT_FORMAT = 'govdata-gateway-audit-export';
@@ -23,14 +23,7 @@ export async function allPublicKeys(db: Db): Promise<JWK[]> {
 
 async function allCheckpoints(db: Db): Promise<Checkpoint[]> {
   const rows = await db.select().from(auditCheckpoints).orderBy(asc(auditCheckpoints.chainId), asc(auditCheckpoints.seq));
-  return rows.map((row) => ({
-    chain_id: row.chainId,
-    seq: Number(row.seq),
-    head_hash: row.headHash,
-    signed_at: row.signedAt.toISOString(),
-    kid: row.kid,
-    signature: row.signature,
-  }));
+  return rows.map(checkpointFromRow);
 }
 
 /** Records in (chain, seq) order, page by page: a table of any size in bounded memory. */

@@ -5,7 +5,7 @@ import type { Db } from '../db/index.js';
 import { auditChains, auditCheckpoints, auditEvents } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
 import type { KeyStore } from '../identity/index.js';
-import { checkpointPayload, GENESIS_HASH, recordHash, type AuditRecord } from './chain.js';
+import { checkpointPayload, GENESIS_HASH, recordHash, type AuditRecord, type Checkpoint } from './chain.js';
 
 export const AuditUnavailable = defineProblem<[]>(
   'audit_unavailable',
@@ -235,5 +235,17 @@ export function fromRow(row: typeof auditEvents.$inferSelect): AuditRecord {
     latency_ms: row.latencyMs,
     bytes: row.bytes === null ? null : Number(row.bytes),
     client_address: row.clientAddress,
+  };
+}
+
+/** A stored checkpoint in its wire form (what the signature covers, and the signature). */
+export function checkpointFromRow(row: typeof auditCheckpoints.$inferSelect): Checkpoint {
+  return {
+    chain_id: row.chainId,
+    seq: Number(row.seq),
+    head_hash: row.headHash,
+    signed_at: row.signedAt.toISOString(),
+    kid: row.kid,
+    signature: row.signature,
   };
 }
