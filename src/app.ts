@@ -9,6 +9,7 @@ import { gatewayLogger } from './logger.js';
 import audit from './audit/index.js';
 import catalog from './catalog/index.js';
 import exchange from './exchange/index.js';
+import open from './open/index.js';
 import identity from './identity/index.js';
 import auth from './plugins/auth.js';
 import database from './plugins/database.js';
@@ -102,6 +103,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   await app.register(catalog, { config });
   await app.register(sharing, { config });
   await app.register(exchange, { config });
+  await app.register(open, { config });
 
   return app;
 }

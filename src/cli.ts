@@ -6,6 +6,8 @@ import { hostname } from 'node:os';
 import cliProgress from 'cli-progress';
 import { findResource } from './catalog/index.js';
 import { seedDemo } from './demo/seed.js';
+import { seedOpenDemo, type OpenDemo } from './demo/open.js';
+import { allDatasets, DownloadFiles, findDataset } from './open/index.js';
 import { importFile, ImportRejected, type ImportReport } from './exchange/index.js';
 import { and, desc, eq } from 'drizzle-orm';
 import { applyRetention } from './audit/partitions.js';
@@ -382,6 +384,7 @@ export function buildCli(io: CliIo = processIo): Command {
         if (options.json) return void io.stdout(`${JSON.stringify(report, null, 2)}\n`);
         for (const bad of report.bad) io.stderr(`skipped line ${bad.line}: ${bad.item || '(row)'} ${bad.reason}\n`);
         io.stdout(`${code}: ${report.rows} rows loaded${report.skipped ? `, ${report.skipped} skipped` : ''} in ${report.seconds} s (sha256 ${report.sha256})\n`);
+        await prebuild(database, [code]);
       }, { needsCatalog: true });
     });
 
@@ -389,20 +392,56 @@ export function buildCli(io: CliIo = processIo): Command {
     .command('demo')
     .description('demo data')
     .command('seed')
-    .description('load the deterministic demo records: residents, students and enterprises')
+    .description('load the deterministic demo records: residents, students and enterprises; with --open, the open datasets too')
     .option('--size <size>', 'small (thousands of rows) or bench (1,000,000 residents, 300,000 students)', 'small')
-    .action(async (options: { size: string }) => {
+    .option('--open <open>', 'also the open data: small (divisions down to towns, stations) or full (and the 620,573 villages)')
+    .option('--no-exchange', 'only the open data (with --open)')
+    .action(async (options: { size: string; open?: string; exchange: boolean }) => {
       if (options.size !== 'small' && options.size !== 'bench') throw new CliError('--size is small or bench');
+      if (options.open !== undefined && options.open !== 'small' && options.open !== 'full') throw new CliError('--open is small or full');
       await withDatabase(async (database) => {
         const started = Date.now();
-        const reports = await seedDemo(database, options.size as 'small' | 'bench', (resource, rows) => {
+        const progress = (resource: string, rows: number) => {
           if (process.stderr.isTTY) process.stderr.write(`\r${resource}: ${rows} rows`);
-        });
+        };
+        const reports = options.exchange ? await seedDemo(database, options.size as 'small' | 'bench', progress) : [];
+        if (options.open) reports.push(...(await seedOpenDemo(database, options.open as OpenDemo, progress)));
         if (process.stderr.isTTY) process.stderr.write('\n');
         const rows = reports.reduce((n, r) => n + r.rows, 0);
         const seconds = (Date.now() - started) / 1000;
         for (const r of reports) io.stdout(`${r.resource}: ${r.rows} rows in ${r.seconds} s\n`);
         io.stdout(`${rows} rows in ${seconds.toFixed(1)} s (${Math.round(rows / seconds)} rows/s)\n`);
+        await prebuild(database, reports.map((r) => r.resource));
+      }, { needsCatalog: true });
+    });
+
+  /** Prebuild the download files of the open datasets among `codes` (after an import), when enabled. */
+  async function prebuild(database: Database, codes: string[]) {
+    const { OPEN_PREBUILD, OPEN_DATA_DIR, OPEN_FETCH_ROWS } = config();
+    if (!OPEN_PREBUILD) return;
+    const files = new DownloadFiles(OPEN_DATA_DIR, database, OPEN_FETCH_ROWS);
+    for (const code of codes) {
+      const dataset = await findDataset(database.db, code);
+      if (!dataset || dataset.resource.upstream) continue;
+      const started = Date.now();
+      await files.build(dataset);
+      io.stdout(`${code}: download files prebuilt in ${((Date.now() - started) / 1000).toFixed(1)} s (${OPEN_DATA_DIR})\n`);
+    }
+  }
+
+  program
+    .command('open')
+    .description('open data')
+    .command('prebuild')
+    .argument('[codes...]', 'dataset codes (default: every open dataset)')
+    .description("build the whole-dataset download files of open datasets for their current data (what the gateway does after an import)")
+    .action(async (codes: string[]) => {
+      await withDatabase(async (database) => {
+        const wanted = codes.length ? codes : (await allDatasets(database.db)).map((dataset) => dataset.resource.code);
+        for (const code of wanted) {
+          if (!(await findDataset(database.db, code))) throw new CliError(`no open dataset ${code}`);
+        }
+        await prebuild(database, wanted);
       }, { needsCatalog: true });
     });
 

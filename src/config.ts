@@ -175,6 +175,37 @@ export const ConfigSchema = Type.Object(
       default: 'auto',
       description: 'auto: on an embedded PGlite database whose demo resources are empty, load the small demo data at start-up.',
     }),
+    OPEN_DATA_DIR: Type.String({
+      default: './data/downloads',
+      minLength: 1,
+      description: 'Where whole-dataset download files are prebuilt after each import (served with Range).',
+    }),
+    OPEN_PREBUILD: Type.Boolean({
+      default: true,
+      description: 'Prebuild every open dataset\'s download files (gzip beside each) after an import and at start-up.',
+    }),
+    OPEN_FETCH_ROWS: Type.Integer({
+      default: 2000,
+      minimum: 100,
+      maximum: 50_000,
+      description: 'Rows fetched from the database cursor at a time while a download streams.',
+    }),
+    RATE_LIMIT_ANONYMOUS_PER_MINUTE: Type.Integer({
+      default: 300,
+      minimum: 1,
+      description: 'Open-data requests an anonymous caller (one IP address) may make per minute.',
+    }),
+    RATE_LIMIT_CLIENT_PER_MINUTE: Type.Integer({
+      default: 3000,
+      minimum: 1,
+      description: 'Open-data requests a client with a token may make per minute.',
+    }),
+    REDIS_URL: Type.Optional(
+      Type.String({
+        pattern: '^rediss?://',
+        description: 'Redis for rate-limit counts shared by every instance (redis://host:6379). Unset: each instance counts alone.',
+      }),
+    ),
     TRUSTED_ISSUERS: Type.String({
       default: '[]',
       description:

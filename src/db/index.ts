@@ -3,13 +3,15 @@ import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { sql } from 'drizzle-orm';
-import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { sql, type SQL } from 'drizzle-orm';
+import { PgDialect, type PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import lockfile from 'proper-lockfile';
 import { migrationsFolder } from '../paths.js';
 import * as schema from './schema.js';
 
 export { schema };
+
+const dialect = new PgDialect();
 
 /** One database type over both drivers: every repository is written against this. */
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -51,6 +53,12 @@ export interface Database {
    * blobs. `table` and `columns` must already be quoted identifiers.
    */
   copyInto(table: string, columns: string[], csvChunks: AsyncIterable<string>): Promise<void>;
+  /**
+   * Rows of a query in batches from a server-side cursor (one snapshot, one connection, the next
+   * batch fetched only when the consumer asks): PostgreSQL only. PGlite is one connection, so a
+   * long-lived cursor there would hold up every other query; callers page by keyset instead.
+   */
+  cursor?<T>(query: SQL, batchSize: number): AsyncIterable<T[]>;
   close(): Promise<void>;
 }
 
@@ -129,6 +137,10 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     async copyInto(table, columns, csvChunks) {
       const writable = await client.unsafe(`copy ${table} (${columns.join(', ')}) from stdin (format csv)`).writable();
       await pipeline(Readable.from(csvChunks), writable);
+    },
+    cursor<T>(query: SQL, batchSize: number): AsyncIterable<T[]> {
+      const compiled = dialect.sqlToQuery(query);
+      return client.unsafe(compiled.sql, compiled.params as never[]).cursor(batchSize) as unknown as AsyncIterable<T[]>;
     },
     async poolStats() {
       const [row] = await client<{ open: number; busy: number }[]>`

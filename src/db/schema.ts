@@ -306,3 +306,26 @@ export const recordMigrations = pgTable('record_migrations', {
   statements: text('statements').array().notNull(),
   appliedAt: timestamptz('applied_at').notNull().defaultNow(),
 });
+
+/**
+ * Terms of conditional open datasets (有条件开放) accepted by a client for its agency: which terms
+ * (their SHA-256, so that changed terms must be accepted again), by whom, when, with what purpose.
+ */
+export const openTermsAcceptances = pgTable(
+  'open_terms_acceptances',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    resource: text('resource')
+      .notNull()
+      .references(() => resources.code),
+    termsSha256: text('terms_sha256').notNull(),
+    agency: text('agency')
+      .notNull()
+      .references(() => agencies.code),
+    clientId: text('client_id').notNull(),
+    purpose: text('purpose').notNull(),
+    requestId: text('request_id').notNull(),
+    acceptedAt: timestamptz('accepted_at').notNull().defaultNow(),
+  },
+  (table) => [index('open_terms_resource_agency').on(table.resource, table.agency, table.termsSha256)],
+);

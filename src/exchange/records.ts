@@ -16,12 +16,12 @@ export const MAX_IN_VALUES = 100;
 export type Filter = Record<string, Partial<Record<Operator, unknown>>>;
 export type StoredRecord = Record<string, unknown>;
 
-function item(resource: Resource, name: string): DataItem | undefined {
+export function item(resource: Resource, name: string): DataItem | undefined {
   return resource.items.find((candidate) => candidate.name === name);
 }
 
 /** How a column is read back: dates as YYYY-MM-DD, times as RFC 3339 UTC, integers as numbers. */
-function selected(resource: Resource, fields: string[]): SQL {
+export function selected(resource: Resource, fields: string[]): SQL {
   const columns = fields.map((field) => {
     const type = item(resource, field)?.type;
     const column = quoted(field);

@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import tap, { type Test } from 'tap';
 import pino from 'pino';
@@ -107,11 +110,16 @@ export interface TestAppOptions {
 export async function buildTestApp(t: Test, driver: Driver, options: TestAppOptions = {}): Promise<App> {
   // Load shedding is tested on its own (pressure.test.ts); elsewhere a busy shared machine must
   // not turn answers into 503s.
+  const downloads = mkdtempSync(join(tmpdir(), 'gateway-downloads-'));
+  t.teardown(() => rmSync(downloads, { recursive: true, force: true }));
   const config = loadConfig({
     LOG_LEVEL: 'silent',
     MAX_EVENT_LOOP_DELAY_MS: '0',
     // Exchange tests load demo data themselves, on both drivers.
     DEMO_DATA: 'off',
+    // Download files are prebuilt where a test asks for it, into a directory of its own.
+    OPEN_PREBUILD: 'false',
+    OPEN_DATA_DIR: downloads,
     KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
     AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
     ...options.env,

@@ -1,0 +1,153 @@
+import { once } from 'node:events';
+import { PassThrough, Readable } from 'node:stream';
+import { stringify } from 'csv-stringify/sync';
+import ExcelJS from 'exceljs';
+import type { Resource } from '../catalog/index.js';
+import { datasetFormats, type DownloadFormat } from '../catalog/dcat.js';
+import type { StoredRecord } from '../exchange/records.js';
+
+export type FileFormat = 'csv' | 'json' | 'ndjson' | 'geojson' | 'xlsx';
+export const fileFormats: readonly FileFormat[] = ['csv', 'json', 'ndjson', 'geojson', 'xlsx'];
+
+/** An XLSX sheet holds 1,048,576 rows with its header; longer downloads go on to the next sheet. */
+export const XLSX_ROWS_PER_SHEET = 1_000_000;
+
+export function formatInfo(format: FileFormat): DownloadFormat {
+  return datasetFormats({ items: [{ format: 'wgs84-longitude' }, { format: 'wgs84-latitude' }] } as Resource).find(
+    (candidate) => candidate.name === format,
+  ) as DownloadFormat;
+}
+
+/** The items that place a record on the map (WGS 84), when the dataset has both. */
+export function coordinates(resource: Resource): { longitude: string; latitude: string } | undefined {
+  const longitude = resource.items.find((item) => item.format === 'wgs84-longitude')?.name;
+  const latitude = resource.items.find((item) => item.format === 'wgs84-latitude')?.name;
+  return longitude && latitude ? { longitude, latitude } : undefined;
+}
+
+/** The items a download must read besides the selected ones (GeoJSON needs the coordinates). */
+export function neededFields(resource: Resource, format: FileFormat, fields: string[]): string[] {
+  const located = coordinates(resource);
+  return format === 'geojson' && located ? [...new Set([...fields, located.longitude, located.latitude])] : fields;
+}
+
+function pick(row: StoredRecord, fields: string[]): Record<string, unknown> {
+  const picked: Record<string, unknown> = {};
+  for (const field of fields) picked[field] = row[field] ?? null;
+  return picked;
+}
+
+async function* csvChunks(batches: AsyncIterable<StoredRecord[]>, fields: string[], bom: boolean): AsyncGenerator<string> {
+  // RFC 4180: CRLF line ends, fields quoted when they hold a quote, a comma or a line end.
+  const options = { columns: fields, record_delimiter: 'windows' as const, cast: { boolean: (value: boolean) => String(value) } };
+  yield `${bom ? '\ufeff' : ''}${stringify([], { ...options, header: true })}`;
+  for await (const batch of batches) yield stringify(batch, { ...options, header: false });
+}
+
+async function* ndjsonChunks(batches: AsyncIterable<StoredRecord[]>, fields: string[]): AsyncGenerator<string> {
+  for await (const batch of batches) {
+    let chunk = '';
+    for (const row of batch) chunk += `${JSON.stringify(pick(row, fields))}\n`;
+    yield chunk;
+  }
+}
+
+async function* jsonChunks(batches: AsyncIterable<StoredRecord[]>, fields: string[]): AsyncGenerator<string> {
+  yield '[';
+  let first = true;
+  for await (const batch of batches) {
+    let chunk = '';
+    for (const row of batch) {
+      chunk += `${first ? '\n' : ',\n'}${JSON.stringify(pick(row, fields))}`;
+      first = false;
+    }
+    yield chunk;
+  }
+  yield first ? ']\n' : '\n]\n';
+}
+
+/** RFC 7946: one Point feature per record at its WGS 84 longitude and latitude; the other fields are properties. */
+async function* geojsonChunks(resource: Resource, batches: AsyncIterable<StoredRecord[]>, fields: string[]): AsyncGenerator<string> {
+  const located = coordinates(resource) as { longitude: string; latitude: string };
+  const properties = fields.filter((field) => field !== located.longitude && field !== located.latitude);
+  const key = resource.record_key;
+  yield '{"type":"FeatureCollection","features":[';
+  let first = true;
+  for await (const batch of batches) {
+    let chunk = '';
+    for (const row of batch) {
+      const lon = row[located.longitude];
+      const lat = row[located.latitude];
+      const feature = {
+        type: 'Feature',
+        id: key.map((name) => String(row[name])).join('~'),
+        geometry: typeof lon === 'number' && typeof lat === 'number' ? { type: 'Point', coordinates: [lon, lat] } : null,
+        properties: pick(row, properties),
+      };
+      chunk += `${first ? '\n' : ',\n'}${JSON.stringify(feature)}`;
+      first = false;
+    }
+    yield chunk;
+  }
+  yield '\n]}\n';
+}
+
+/**
+ * XLSX written as a stream (exceljs' streaming workbook writer: no shared strings, no styles):
+ * each batch is committed to the zip before the next is read, and the next is read only when the
+ * output has been taken, so memory stays one batch whatever the size.
+ */
+function xlsxStream(resource: Resource, batches: AsyncIterable<StoredRecord[]>, fields: string[]): Readable {
+  const output = new PassThrough({ highWaterMark: 256 * 1024 });
+  const workbook = new ExcelJS.stream.xlsx.WorkbookWriter({ stream: output, useSharedStrings: false, useStyles: false });
+  workbook.creator = 'govdata-gateway';
+  let sheet: ExcelJS.Worksheet | undefined;
+  let sheetRows = 0;
+  let sheets = 0;
+  const newSheet = () => {
+    sheet?.commit();
+    sheets += 1;
+    sheet = workbook.addWorksheet(sheets === 1 ? resource.code : `${resource.code} (${sheets})`);
+    // The first row names the items, as CSV's header does (their Chinese titles are in the Data Package).
+    sheet.addRow(fields).commit();
+    sheetRows = 0;
+  };
+  (async () => {
+    newSheet();
+    for await (const batch of batches) {
+      for (const row of batch) {
+        if (sheetRows >= XLSX_ROWS_PER_SHEET) newSheet();
+        (sheet as ExcelJS.Worksheet).addRow(fields.map((field) => row[field] ?? null)).commit();
+        sheetRows += 1;
+      }
+      // Backpressure: read on only when the zip output has been taken by the client.
+      if (output.writableNeedDrain) await Promise.race([once(output, 'drain'), once(output, 'close')]);
+      if (output.destroyed) return;
+    }
+    (sheet as ExcelJS.Worksheet).commit();
+    await workbook.commit();
+  })().catch((error: Error) => output.destroy(error));
+  return output;
+}
+
+/** The records of a download in a file format, as a stream that pulls batches only as it is read. */
+export function encodeRecords(
+  resource: Resource,
+  format: FileFormat,
+  batches: AsyncIterable<StoredRecord[]>,
+  fields: string[],
+  options: { bom?: boolean } = {},
+): Readable {
+  switch (format) {
+    case 'csv':
+      return Readable.from(csvChunks(batches, fields, options.bom ?? false), { objectMode: false });
+    case 'ndjson':
+      return Readable.from(ndjsonChunks(batches, fields), { objectMode: false });
+    case 'json':
+      return Readable.from(jsonChunks(batches, fields), { objectMode: false });
+    case 'geojson':
+      return Readable.from(geojsonChunks(resource, batches, fields), { objectMode: false });
+    case 'xlsx':
+      return xlsxStream(resource, batches, fields);
+  }
+}
