@@ -399,6 +399,7 @@ export function buildCli(io: CliIo = processIo): Command {
     .action(async (options: { size: string; open?: string; exchange: boolean }) => {
       if (options.size !== 'small' && options.size !== 'bench') throw new CliError('--size is small or bench');
       if (options.open !== undefined && options.open !== 'small' && options.open !== 'full') throw new CliError('--open is small or full');
+      if (!options.exchange && options.open === undefined) throw new CliError('--no-exchange leaves nothing to load: add --open small|full');
       await withDatabase(async (database) => {
         const started = Date.now();
         const progress = (resource: string, rows: number) => {
@@ -415,10 +416,10 @@ export function buildCli(io: CliIo = processIo): Command {
       }, { needsCatalog: true });
     });
 
-  /** Prebuild the download files of the open datasets among `codes` (after an import), when enabled. */
-  async function prebuild(database: Database, codes: string[]) {
+  /** Prebuild the download files of the open datasets among `codes`: after an import when enabled, or when asked. */
+  async function prebuild(database: Database, codes: string[], asked = false) {
     const { OPEN_PREBUILD, OPEN_DATA_DIR, OPEN_FETCH_ROWS } = config();
-    if (!OPEN_PREBUILD) return;
+    if (!OPEN_PREBUILD && !asked) return;
     const files = new DownloadFiles(OPEN_DATA_DIR, database, OPEN_FETCH_ROWS);
     for (const code of codes) {
       const dataset = await findDataset(database.db, code);
@@ -441,7 +442,7 @@ export function buildCli(io: CliIo = processIo): Command {
         for (const code of wanted) {
           if (!(await findDataset(database.db, code))) throw new CliError(`no open dataset ${code}`);
         }
-        await prebuild(database, wanted);
+        await prebuild(database, wanted, true);
       }, { needsCatalog: true });
     });
 

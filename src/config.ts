@@ -173,7 +173,7 @@ export const ConfigSchema = Type.Object(
       type: 'string',
       enum: ['auto', 'off'],
       default: 'auto',
-      description: 'auto: on an embedded PGlite database whose demo resources are empty, load the small demo data at start-up.',
+      description: 'auto: on an embedded PGlite database whose demo resources are empty, load the small demo data at start-up, and the open demo data (divisions of China; the villages in the background).',
     }),
     OPEN_DATA_DIR: Type.String({
       default: './data/downloads',

@@ -55,14 +55,17 @@ async function open(app: FastifyInstance, { config }: { config: Config }) {
     await files.pending();
   });
 
-  const demo = config.DEMO_DATA === 'auto' && app.database.driver === 'pglite' && (await recordCount(app.database, DIVISIONS.provinces.code)) === 0;
+  const autoDemo = config.DEMO_DATA === 'auto' && app.database.driver === 'pglite';
+  const demo = autoDemo && (await recordCount(app.database, DIVISIONS.provinces.code)) === 0;
   if (demo) {
     const reports = await seedOpenDemo(app.database, 'small');
     app.log.info({ loaded: reports.map((r) => ({ resource: r.resource, rows: r.rows })) }, 'open demo data loaded (DEMO_DATA=auto)');
   }
 
   app.addHook('onReady', async () => {
-    const villages = demo && (await recordCount(app.database, DIVISIONS.villages.code)) === 0;
+    // Also when an earlier first start stopped before the villages were in (the load is one
+    // transaction: nothing half-loaded stays).
+    const villages = autoDemo && (await recordCount(app.database, DIVISIONS.villages.code)) === 0;
     inBackground('open data', async () => {
       if (villages) {
         const report = await seedVillages(app.database, undefined, background.signal);
@@ -86,6 +89,12 @@ async function open(app: FastifyInstance, { config }: { config: Config }) {
 
   await app.register(
     async (scope) => {
+      // The dataset of every answer, for the audit record, also of answers refused before the
+      // handler runs (a 429).
+      scope.addHook('onRequest', async (request) => {
+        const code = (request.params as { code?: unknown } | undefined)?.code;
+        if (typeof code === 'string' && /^[0-9]{6}-[A-Z]{2,8}-[0-9]{5}$/.test(code)) request.auditDetails = { resource: code };
+      });
       await scope.register(cors, {
         origin: '*',
         methods: ['GET', 'HEAD'],

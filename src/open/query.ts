@@ -1,9 +1,10 @@
 import { sql, type SQL } from 'drizzle-orm';
-import type { Resource } from '../catalog/index.js';
+import type { DataItem, Resource } from '../catalog/index.js';
 import { rowsOf, type Database, type Db } from '../db/index.js';
 import { defineProblem } from '../errors.js';
 import { filterSql, InvalidFilter, item, operators, selected, type Filter, type StoredRecord } from '../exchange/records.js';
 import { qualified, quoted, recordTable } from '../exchange/tables.js';
+import { typedValue } from '../exchange/import.js';
 
 export const InvalidSelect = defineProblem<[string]>('invalid_select', '%s', 400);
 export const InvalidOrder = defineProblem<[string]>('invalid_order', '%s', 400);
@@ -135,6 +136,35 @@ export function keysetCondition(order: OrderTerm[], after: unknown[]): SQL {
     return sql`(${sql.join([...equal, beyond], sql` and `)})`;
   });
   return sql`(${sql.join(alternatives, sql` or `)})`;
+}
+
+/**
+ * Whether a cursor's position holds, for every order item, a value of the item's type as a page
+ * answers it: a forged or stale cursor is then a 400, never a database error.
+ */
+export function fitsOrder(resource: Resource, order: OrderTerm[], values: unknown[]): boolean {
+  return (
+    values.length === order.length &&
+    order.every((term, index) => {
+      const value = values[index];
+      const dataItem = item(resource, term.item);
+      switch (dataItem?.type) {
+        case 'string':
+          return typeof value === 'string';
+        case 'integer':
+          return Number.isSafeInteger(value);
+        case 'number':
+          return typeof value === 'number' && Number.isFinite(value);
+        case 'boolean':
+          return typeof value === 'boolean';
+        case 'date':
+        case 'datetime':
+          return typeof value === 'string' && 'value' in typedValue({ ...dataItem, required: true, max_length: undefined, format: undefined } as DataItem, value);
+        default:
+          return false;
+      }
+    })
+  );
 }
 
 function orderBy(order: OrderTerm[]): SQL {

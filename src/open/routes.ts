@@ -12,7 +12,7 @@ import { decodeCursor, page } from '../pagination.js';
 import { acceptTerms, findDataset, hasAccepted, lastModified, listDatasets, stampOf, termsOf, type Dataset } from './datasets.js';
 import { DownloadFiles, fileFormatsOf } from './files.js';
 import { coordinates, encodeRecords, fileFormats, formatInfo, neededFields, type FileFormat } from './formats.js';
-import { countRecords, MAX_OPEN_PAGE, parseOpenQuery, recordsPage, rowBatches } from './query.js';
+import { countRecords, fitsOrder, MAX_OPEN_PAGE, parseOpenQuery, recordsPage, rowBatches } from './query.js';
 
 export const TermsRequired = defineProblem<[string]>('terms_not_accepted', '%s', 403);
 export const NotLocated = defineProblem<[string]>('not_located', '%s', 400);
@@ -75,6 +75,10 @@ const DatasetDetail = Type.Object({
   distributions: Type.Array(DistributionView),
 });
 const RecordObject = Type.Record(Type.String(), Type.Unknown());
+/** What a download answers, per format: text, or bytes for XLSX. */
+const fileContent = Object.fromEntries(
+  fileFormats.map((format) => [formatInfo(format).mediaType, { schema: { type: 'string', ...(format === 'xlsx' ? { format: 'binary' } : {}) } }]),
+);
 
 function base(dataset: Dataset): string {
   return `/v1/open/datasets/${dataset.resource.code}`;
@@ -197,7 +201,7 @@ function acceptsGzip(request: FastifyRequest): boolean {
   const header = request.headers['accept-encoding'];
   if (typeof header !== 'string') return false;
   return header.split(',').some((part) => {
-    const [name, ...params] = part.trim().split(';');
+    const [name, ...params] = part.trim().toLowerCase().split(';');
     const q = params.find((p) => p.trim().startsWith('q='));
     return (name?.trim() === 'gzip' || name?.trim() === '*') && (!q || Number(q.trim().slice(2)) > 0);
   });
@@ -437,7 +441,7 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
         const position = decodeCursor(
           cursor,
           (value): value is { o: string; k: unknown[] } =>
-            typeof value === 'object' && value !== null && (value as { o?: unknown }).o === query.orderText && Array.isArray((value as { k?: unknown }).k) && (value as { k: unknown[] }).k.length === query.order.length,
+            typeof value === 'object' && value !== null && (value as { o?: unknown }).o === query.orderText && Array.isArray((value as { k?: unknown }).k) && fitsOrder(resource, query.order, (value as { k: unknown[] }).k),
         );
         after = position.k;
       }
@@ -471,7 +475,12 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
           },
           { additionalProperties: false, ...whereProperties },
         ),
-        response: { ...problems(400, 401, 403, 404, 416, 429, 503) },
+        response: {
+          200: { description: 'The records in the requested format: streamed, or the prebuilt whole-dataset file', content: fileContent },
+          206: { description: 'A byte range of the prebuilt whole-dataset file (Range, If-Range)', content: fileContent },
+          304: { description: 'Not modified (If-None-Match, If-Modified-Since)', type: 'null' },
+          ...problems(400, 401, 403, 404, 416, 429, 503),
+        },
       },
     },
     async (request, reply) => {
@@ -499,7 +508,10 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
         reply.header('etag', etag);
         reply.header('accept-ranges', 'bytes');
         if (prebuilt.encoding) reply.header('content-encoding', prebuilt.encoding);
-        if (notModified(request, etag, modified)) return reply.code(304).send();
+        // The file goes as it is: compressed on the fly (br for a caller that takes br but not
+        // gzip) its bytes would not be the ones its strong ETag, Content-Length and ranges name.
+        else request.headers['x-no-compression'] = 'prebuilt';
+        if (notModified(request, etag, modified)) return reply.code(304).send(null);
         let start = 0;
         let end = prebuilt.size - 1;
         const range = request.headers.range;
@@ -529,7 +541,7 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
       const etag = `W/"${tag}"`;
       reply.header('etag', etag);
       reply.header('accept-ranges', 'none');
-      if (notModified(request, etag, modified)) return reply.code(304).send();
+      if (notModified(request, etag, modified)) return reply.code(304).send(null);
       if (wholeDataset && options.prebuild) {
         // The file for this stamp is missing (first request after an import elsewhere): build it for the next caller.
         files.build(dataset).catch((error: Error) => request.log.error({ err: error, dataset: resource.code }, 'prebuilding downloads failed'));
