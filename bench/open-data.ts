@@ -183,9 +183,17 @@ try {
   // Streamed from the database (no prebuilt files).
   let gateway = await startGateway({ ...base, OPEN_PREBUILD: 'false', OPEN_DATA_DIR: join(work, 'none') }, join(work, 'gateway-streamed.log'));
   const downloads: DownloadReport[] = [];
+  const warmups: Array<{ format: string; rss_growth_mib: number; rss_peak_mib: number }> = [];
   try {
     for (const format of ['csv', 'ndjson', 'xlsx'] as const) {
+      // Warm-up: the same download once, read and dropped. Its growth is the first download's
+      // (V8 sizing its heaps for the work); the measured run shows whether memory keeps growing.
       process.stderr.write(`download.${format} (streamed)…\n`);
+      const warm = await sampled(gateway.process.pid as number, async () => {
+        const response = await fetch(`${gateway.url}/v1/open/datasets/${VILLAGES}/download.${format}`, { headers: { 'accept-encoding': 'identity' } });
+        for await (const _chunk of Readable.fromWeb(response.body as import('node:stream/web').ReadableStream));
+      });
+      warmups.push({ format, rss_growth_mib: mib(warm.peak - warm.baseline), rss_peak_mib: mib(warm.peak) });
       downloads.push(await download(gateway, format, work, expected, 'streamed'));
     }
   } finally {
@@ -230,7 +238,7 @@ try {
     last_over_first_p50: Math.round((last.p50 / Math.max(first.p50, 0.001)) * 100) / 100,
     last_over_first_rps: Math.round((last.rps / Math.max(first.rps, 0.001)) * 100) / 100,
   };
-  const report = { date: new Date().toISOString(), driver, expected, downloads, cursor };
+  const report = { date: new Date().toISOString(), driver, expected, warmups, downloads, cursor };
 
   const lines = [
     `## Open data at full size: ${expected.rows} villages on ${driver}`,
@@ -241,6 +249,8 @@ try {
       (d) =>
         `| ${d.format} | ${d.source} | ${d.rows} | ${d.matches && d.in_order ? 'yes' : 'NO'} | ${mib(d.bytes)} | ${d.seconds} | ${d.rows_per_second} | ${d.rss_baseline_mib} → ${d.rss_peak_mib} | ${d.rss_growth_mib} |`,
     ),
+    '',
+    `Warm-up before each streamed format (the same download once, not measured): RSS growth ${warmups.map((w) => `${w.format} ${w.rss_growth_mib} MiB (peak ${w.rss_peak_mib})`).join(', ')}.`,
     '',
     `Every page by cursor (limit 1000): ${cursor.pages} pages, ${cursor.rows} rows, ${cursor.matches && cursor.in_order ? 'every row once, in order' : 'ROWS LOST OR REPEATED'}.`,
     '',

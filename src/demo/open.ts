@@ -5,6 +5,7 @@ import { parse as parseCsv } from 'csv-parse';
 import { findResource } from '../catalog/index.js';
 import type { Database } from '../db/index.js';
 import { loadRecords, type ImportReport, type RawRow } from '../exchange/import.js';
+import { generator } from './seed.js';
 
 /**
  * The administrative divisions of China (统计用区划代码, National Bureau of Statistics, 2023) from
@@ -54,18 +55,6 @@ async function* divisionRows(level: DivisionLevel, signal?: AbortSignal): AsyncG
   }
 }
 
-/** mulberry32 again, for stations that stay put from run to run. */
-function random(seed: number) {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Where Zhejiang's prefectures are (WGS 84, city centres), for demo stations around them. */
 const PREFECTURES: Array<[code: string, name: string, lon: number, lat: number]> = [
   ['330100', '杭州市', 120.155, 30.274],
@@ -83,7 +72,7 @@ const PREFECTURES: Array<[code: string, name: string, lon: number, lat: number]>
 
 /** Air-quality stations (a demo of the spatial dataset): placed near their prefecture's centre. */
 export function* stations(perPrefecture = 12): Generator<Record<string, unknown>> {
-  const next = random(20260201);
+  const { next } = generator(20260201);
   const kinds = ['国控', '省控', '市控'];
   for (const [code, name, lon, lat] of PREFECTURES) {
     for (let i = 1; i <= perPrefecture; i++) {

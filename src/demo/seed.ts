@@ -23,7 +23,7 @@ export const DEMO_RESOURCES = {
 } as const;
 
 /** mulberry32: a small seeded generator, so that every run makes the same people. */
-function generator(seed: number) {
+export function generator(seed: number) {
   let state = seed >>> 0;
   const next = () => {
     state = (state + 0x6d2b79f5) >>> 0;

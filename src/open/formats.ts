@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import { stringify } from 'csv-stringify/sync';
 import ExcelJS from 'exceljs';
 import type { Resource } from '../catalog/index.js';
@@ -92,6 +92,18 @@ async function* geojsonChunks(resource: Resource, batches: AsyncIterable<StoredR
   yield '\n]}\n';
 }
 
+/** The streams an exceljs sheet writer feeds (its StreamBuf's pipes: the zip entry's deflate stream). */
+function sheetPipes(sheet: ExcelJS.Worksheet | undefined): Writable[] {
+  const stream = (sheet as unknown as { stream?: { pipes?: unknown } } | undefined)?.stream;
+  return Array.isArray(stream?.pipes) ? (stream.pipes as Writable[]).filter((pipe) => typeof pipe?.once === 'function') : [];
+}
+
+/** Whether a writable (Node's own, or the readable-stream copy exceljs' zip uses) has more buffered than it wants. */
+function needsDrain(stream: Writable): boolean {
+  const state = (stream as unknown as { _writableState?: { needDrain?: boolean; length?: number; highWaterMark?: number } })._writableState;
+  return Boolean(stream.writableNeedDrain ?? state?.needDrain ?? (state?.length ?? 0) > (state?.highWaterMark ?? Infinity));
+}
+
 /**
  * XLSX written as a stream (exceljs' streaming workbook writer: no shared strings, no styles):
  * each batch is committed to the zip before the next is read, and the next is read only when the
@@ -120,7 +132,12 @@ function xlsxStream(resource: Resource, batches: AsyncIterable<StoredRecord[]>, 
         (sheet as ExcelJS.Worksheet).addRow(fields.map((field) => row[field] ?? null)).commit();
         sheetRows += 1;
       }
-      // Backpressure: read on only when the zip output has been taken by the client.
+      // Backpressure, twice: exceljs writes a sheet into the zip's deflate stream without heeding
+      // it, so wait until the deflate stream has taken the rows, and until the client has taken
+      // the zip output, before reading the next batch.
+      for (const pipe of sheetPipes(sheet)) {
+        if (needsDrain(pipe)) await Promise.race([once(pipe, 'drain'), once(output, 'close')]);
+      }
       if (output.writableNeedDrain) await Promise.race([once(output, 'drain'), once(output, 'close')]);
       if (output.destroyed) return;
     }

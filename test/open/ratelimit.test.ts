@@ -8,7 +8,7 @@ import { buildTestApp, forEachDriver, LogCapture } from '../helpers/app.js';
 import { party } from '../helpers/parties.js';
 import { assertProblem } from '../helpers/problem.js';
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const NAMESPACE = 'govdata-gateway:open-rate:';
 const LIST = '/v1/open/datasets';
 const RECORDS = '/v1/open/datasets/330000-STATS-00001/records?limit=1';
