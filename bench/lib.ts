@@ -141,3 +141,51 @@ export async function load(options: autocannon.Options & { warmupSeconds?: numbe
     errors: result.errors + result.timeouts,
   };
 }
+
+/** Start a baseline server (bench/baseline.ts) as its own process and wait until it listens. */
+export async function startBaseline(mode: 'hello' | 'naive', env: Record<string, string>): Promise<Gateway> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(projectRoot, 'dist/bench/baseline.js'), mode, String(port)], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const [chunk] = (await once(child.stdout, 'data')) as [Buffer];
+  if (!String(chunk).includes('ready')) throw new Error(`baseline ${mode} did not start: ${String(chunk)}`);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    process: child,
+    async stop() {
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      return code as number | null;
+    },
+  };
+}
+
+async function rssOf(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(text)?.[1] ?? 0) * 1024;
+}
+
+/** Sample a process's resident memory every 50 ms while `work` runs: its baseline and its peak. */
+export async function sampledRss<T>(pid: number, work: () => Promise<T>): Promise<{ result: T; baseline: number; peak: number }> {
+  const baseline = await rssOf(pid);
+  let peak = baseline;
+  let running = true;
+  const sampler = (async () => {
+    while (running) {
+      peak = Math.max(peak, await rssOf(pid).catch(() => 0));
+      await sleep(50);
+    }
+  })();
+  try {
+    const result = await work();
+    return { result, baseline, peak };
+  } finally {
+    running = false;
+    await sampler;
+  }
+}
+
+export const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;

@@ -22,7 +22,7 @@ import { sql } from 'drizzle-orm';
 import XLSX from 'xlsx';
 import { openDatabase, rowsOf } from '../src/db/index.js';
 import { RowDigest, VILLAGE_COLUMNS as COLUMNS } from './digest.js';
-import { benchDatabase, cli, load, startGateway, type Gateway } from './lib.js';
+import { benchDatabase, cli, load, mib, sampledRss, startGateway, type Gateway } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,32 +36,6 @@ const duration = Number(values.duration);
 
 const VILLAGES = '330000-STATS-00005';
 const keys = { KEY_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64url'), AUDIT_HASH_KEY: Buffer.alloc(32, 2).toString('base64url') };
-
-function rssOf(pid: number): Promise<number> {
-  return import('node:fs/promises').then(({ readFile }) =>
-    readFile(`/proc/${pid}/status`, 'utf8').then((text) => Number(/VmRSS:\s+(\d+)/.exec(text)?.[1] ?? 0) * 1024),
-  );
-}
-
-/** Sample a process's resident memory every 50 ms while `work` runs: its baseline and its peak. */
-async function sampled<T>(pid: number, work: () => Promise<T>): Promise<{ result: T; baseline: number; peak: number }> {
-  const baseline = await rssOf(pid);
-  let peak = baseline;
-  let running = true;
-  const sampler = (async () => {
-    while (running) {
-      peak = Math.max(peak, await rssOf(pid));
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  })();
-  try {
-    const result = await work();
-    return { result, baseline, peak };
-  } finally {
-    running = false;
-    await sampler;
-  }
-}
 
 async function expectedDigest(url: string): Promise<{ rows: number; sha256: string }> {
   const database = await openDatabase(url);
@@ -97,12 +71,11 @@ interface DownloadReport {
   rss_growth_mib: number;
 }
 
-const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
 
 async function download(gateway: Gateway, format: 'csv' | 'ndjson' | 'xlsx', work: string, expected: { sha256: string }, source: DownloadReport['source']): Promise<DownloadReport> {
   const started = performance.now();
   let bytes = 0;
-  const { result: digest, baseline, peak } = await sampled(gateway.process.pid as number, async () => {
+  const { result: digest, baseline, peak } = await sampledRss(gateway.process.pid as number, async () => {
     const response = await fetch(`${gateway.url}/v1/open/datasets/${VILLAGES}/download.${format}`, { headers: { 'accept-encoding': 'identity' } });
     if (response.status !== 200 || !response.body) throw new Error(`download.${format}: ${response.status} ${await response.text()}`);
     if (source === 'prebuilt' && response.headers.get('accept-ranges') !== 'bytes') throw new Error(`download.${format} was not served from a prebuilt file`);
@@ -189,7 +162,7 @@ try {
       // Warm-up: the same download once, read and dropped. Its growth is the first download's
       // (V8 sizing its heaps for the work); the measured run shows whether memory keeps growing.
       process.stderr.write(`download.${format} (streamed)…\n`);
-      const warm = await sampled(gateway.process.pid as number, async () => {
+      const warm = await sampledRss(gateway.process.pid as number, async () => {
         const response = await fetch(`${gateway.url}/v1/open/datasets/${VILLAGES}/download.${format}`, { headers: { 'accept-encoding': 'identity' } });
         for await (const _chunk of Readable.fromWeb(response.body as import('node:stream/web').ReadableStream));
       });

@@ -546,7 +546,7 @@ async function readJson(file: string): Promise<unknown> {
 
 /** The OpenAPI document as YAML, from an app on a throw-away in-memory database. */
 export async function generateOpenapi(): Promise<string> {
-  const app = await buildApp(loadConfig({ DATABASE_URL: 'memory://' }), { logger: pino({ level: 'silent' }) });
+  const app = await buildApp(loadConfig({ DATABASE_URL: 'memory://', DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), { logger: pino({ level: 'silent' }) });
   try {
     await app.ready();
     return app.swagger({ yaml: true });

@@ -25,7 +25,8 @@ async function appliedMigrations(url: string) {
 
 forEachDriver(t, 'a second start keeps the data and does not re-apply migrations', async (t, driver) => {
   const url = driver === 'pglite' ? join(t.testdir(), 'pglite') : await freshDatabaseUrl(driver);
-  const config = loadConfig({ DATABASE_URL: url, KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY });
+  // Demo data and download files are tested on their own (test/open/demo.test.ts).
+  const config = loadConfig({ DATABASE_URL: url, KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY, DEMO_DATA: 'off', OPEN_PREBUILD: 'false' });
   const logger = pino({ level: 'silent' });
 
   const first = await buildApp(config, { logger });

@@ -48,7 +48,8 @@ t.test('SIGTERM stops the server cleanly and releases the PGlite directory', asy
   const directory = join(t.testdir(), 'pglite');
   const child = spawn(process.execPath, ['dist/src/server.js'], {
     cwd: projectRoot,
-    env: { ...process.env, PORT: String(port), DATABASE_URL: directory, LOG_PRETTY: 'false', LOG_LEVEL: 'info' },
+    // Demo data on (villages loading in the background when SIGTERM comes); download files in the test's directory.
+    env: { ...process.env, PORT: String(port), DATABASE_URL: directory, OPEN_DATA_DIR: join(t.testdir(), 'downloads'), LOG_PRETTY: 'false', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

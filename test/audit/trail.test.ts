@@ -325,6 +325,8 @@ forEachDriver(t, 'nothing is lost on graceful shutdown', async (t, driver) => {
   const config = loadConfig({
     LOG_LEVEL: 'silent',
     MAX_EVENT_LOOP_DELAY_MS: '0',
+    DEMO_DATA: 'off',
+    OPEN_PREBUILD: 'false',
     KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
     AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
   });

@@ -22,7 +22,7 @@ async function cli(argv: string[], env: Record<string, string>) {
 
 /** The gateway on the directory the CLI worked on, as `gateway serve` would open it. */
 async function openGateway(env: Record<string, string>): Promise<App> {
-  const app = await buildApp(loadConfig({ ...env, LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: '0' }), {
+  const app = await buildApp(loadConfig({ ...env, LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: '0', DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), {
     logger: pino({ level: 'silent' }),
   });
   try {

@@ -19,7 +19,7 @@ function io() {
 }
 
 async function gateway(): Promise<App> {
-  const app = await buildApp(loadConfig(env), { logger: pino({ level: 'silent' }) });
+  const app = await buildApp(loadConfig({ ...env, DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), { logger: pino({ level: 'silent' }) });
   await app.ready();
   return app;
 }

@@ -1,0 +1,422 @@
+/**
+ * `npm run bench`: how fast the gateway is and what its governance costs, on this machine, in one
+ * command. The gateway runs as its own process in production mode (compiled, logging at info to a
+ * file) on DATABASE_URL (PGlite when unset) with the bench-size demo data (seeded once, kept between
+ * runs); every scenario is an autocannon run after a warm-up; every figure that matters is a ratio
+ * to a baseline measured in the same run; then the audit trail is counted against the answers.
+ *
+ *   npm run bench [-- --scenario verify,read --connections 50 --duration 10 --quick --json report.json]
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import type autocannon from 'autocannon';
+import { sql } from 'drizzle-orm';
+import postgres from 'postgres';
+import { openDatabase, rowsOf } from '../src/db/index.js';
+import { DEMO_RESOURCES, demoSizes, recordCount } from '../src/demo/seed.js';
+import { DIVISIONS } from '../src/demo/open.js';
+import { residentIdCheckChar } from '../src/exchange/identifiers.js';
+import { projectRoot } from '../src/paths.js';
+import { answeredByGateway, cli, load, mib, sampledRss, startBaseline, startGateway, type Gateway, type LoadResult } from './lib.js';
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string' },
+    connections: { type: 'string', default: '50' },
+    duration: { type: 'string', default: '10' },
+    quick: { type: 'boolean', default: false },
+    json: { type: 'string' },
+  },
+});
+const connections = Number(values.connections);
+const duration = values.quick ? 2 : Number(values.duration);
+const warmupSeconds = values.quick ? 1 : Math.min(3, duration);
+const only = values.scenario ? new Set(values.scenario.split(',')) : undefined;
+const wanted = (name: string) => !only || only.has(name);
+
+const RESIDENTS = DEMO_RESOURCES.residents;
+const VILLAGES = DIVISIONS.villages.code;
+const PURPOSE = encodeURIComponent('性能测试 bench');
+const keys = { KEY_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64url'), AUDIT_HASH_KEY: Buffer.alloc(32, 2).toString('base64url') };
+
+/** The bench database, kept between runs: `govdata_bench` on the PostgreSQL server, or ./data/bench/pglite. */
+async function benchDatabaseUrl(): Promise<{ url: string; driver: 'PostgreSQL' | 'PGlite' }> {
+  const server = process.env.DATABASE_URL;
+  if (server?.startsWith('postgres')) {
+    const url = new URL(server);
+    url.pathname = '/govdata_bench';
+    const admin = postgres(server, { max: 1, onnotice: () => {} });
+    const [exists] = await admin`select 1 from pg_database where datname = 'govdata_bench'`;
+    if (!exists) await admin.unsafe('create database govdata_bench');
+    await admin.end();
+    return { url: url.toString(), driver: 'PostgreSQL' };
+  }
+  const dir = join(projectRoot, 'data', 'bench');
+  await mkdir(dir, { recursive: true });
+  return { url: join(dir, 'pglite'), driver: 'PGlite' };
+}
+
+interface Sample {
+  existing: string[];
+  missing: string[];
+  names: Map<string, string>;
+  region: string;
+}
+
+/** Seed the bench-size data once, then draw the ids the scenarios ask for (existing and missing). */
+async function prepare(url: string, env: Record<string, string>): Promise<Sample> {
+  const database = await openDatabase(url);
+  let seeded: boolean;
+  try {
+    await database.migrate();
+    seeded = (await recordCount(database, RESIDENTS)) === demoSizes.bench.residents && (await recordCount(database, VILLAGES)) === 620_573;
+  } finally {
+    await database.close();
+  }
+  if (!seeded) {
+    process.stderr.write('seeding the bench-size demo data (once; kept for the next runs)…\n');
+    process.stderr.write(await cli(['demo', 'seed', '--size', 'bench', '--open', 'full'], { ...env, OPEN_PREBUILD: 'false' }));
+  }
+  const reopened = await openDatabase(url);
+  try {
+    const rows = rowsOf<{ id_number: string; name: string; region_code: string }>(
+      await reopened.db.execute(sql`select id_number, name, region_code from records.r_330000_psb_00001 tablesample system (1) limit 5000`),
+    );
+    // Valid ID numbers nobody has: the demo's residents are born from 1940 on.
+    const missing = Array.from({ length: 1000 }, (_, i) => {
+      const first17 = `330106${1930 + (i % 9)}0${1 + (i % 9)}1${i % 10}${String(i % 1000).padStart(3, '0')}`;
+      return `${first17}${residentIdCheckChar(first17)}`;
+    });
+    return {
+      existing: rows.map((row) => row.id_number),
+      missing,
+      names: new Map(rows.map((row) => [row.id_number, row.name])),
+      region: rows[0]?.region_code ?? '330106',
+    };
+  } finally {
+    await reopened.close();
+  }
+}
+
+/** autocannon requests that draw a new subject each time: 4 existing ids for each missing one. */
+function randomId(sample: Sample): { id: string; exists: boolean } {
+  const exists = Math.random() < 0.8;
+  const pool = exists ? sample.existing : sample.missing;
+  return { id: pool[Math.floor(Math.random() * pool.length)] as string, exists };
+}
+
+async function json<T>(response: Response): Promise<T> {
+  if (!response.ok) throw new Error(`${response.url}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
+}
+
+async function tokenFor(gateway: Gateway, client: { client_id: string; client_secret: string }): Promise<string> {
+  const body = await json<{ access_token: string }>(
+    await fetch(`${gateway.url}/oauth/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials',
+    }),
+  );
+  return body.access_token;
+}
+
+interface Row {
+  scenario: string;
+  what: string;
+  result?: LoadResult;
+  rows_per_second?: number;
+  rss_growth_mib?: number;
+  rss_peak_mib?: number;
+  baseline?: string;
+  ratio?: number;
+  target?: string;
+  met?: boolean;
+  /** The audit action its answers are recorded under, and how many there were. */
+  audit?: { action: string; answered: number };
+}
+
+const rows: Row[] = [];
+const work = await mkdtemp(join(tmpdir(), 'gw-bench-'));
+const { url, driver } = await benchDatabaseUrl();
+const env = {
+  ...keys,
+  DATABASE_URL: url,
+  DEMO_DATA: 'off',
+  MAX_EVENT_LOOP_DELAY_MS: '0',
+  TOKEN_RATE_LIMIT_PER_MINUTE: '100000000',
+  RATE_LIMIT_ANONYMOUS_PER_MINUTE: '100000000',
+  RATE_LIMIT_CLIENT_PER_MINUTE: '100000000',
+  OPEN_PREBUILD: 'false',
+  OPEN_DATA_DIR: join(work, 'downloads'),
+};
+const started = new Date();
+/** The audited routes (as /metrics names them) and their audit actions. */
+const auditedRoutes: Record<string, string> = {
+  '/oauth/token': 'token.issue',
+  '/v1/resources/:code/verify': 'records.verify',
+  '/v1/resources/:code/records/:key': 'records.read',
+  '/v1/resources/:code/query': 'records.query',
+  '/v1/open/datasets/:code/records': 'open.records',
+  '/v1/open/datasets/:code/download.:format': 'open.download',
+};
+const answeredByRoute = new Map<string, number>();
+const run = (options: autocannon.Options) => load({ connections, duration, warmupSeconds, ...options });
+
+try {
+  const sample = await prepare(url, env);
+  const consumer = JSON.parse(await cli(['client', 'create', '--agency', 'zj-hrss', '--scopes', 'records:read records:verify applications:write catalog:read', '--json'], env));
+  const provider = JSON.parse(await cli(['client', 'create', '--agency', 'zj-psb', '--scopes', 'grants:manage', '--json'], env));
+
+  // Baselines that need the database alone run before the gateway (a PGlite directory has one process).
+  const baselines: Record<string, LoadResult | number> = {};
+  if (wanted('verify') || wanted('read')) {
+    const naive = await startBaseline('naive', { DATABASE_URL: url });
+    try {
+      baselines.naive = await run({
+        url: naive.url,
+        requests: [{ setupRequest: (request) => ({ ...request, path: `/lookup/${randomId(sample).id}` }) }],
+      });
+    } finally {
+      await naive.stop();
+    }
+  }
+  if (wanted('hello')) {
+    const hello = await startBaseline('hello', {});
+    try {
+      baselines.hello = await run({ url: hello.url });
+    } finally {
+      await hello.stop();
+    }
+  }
+  if (wanted('csv')) {
+    // PostgreSQL's own COPY … TO STDOUT (FORMAT csv) of the villages, through the driver: rows/s.
+    const database = await openDatabase(url);
+    try {
+      const copy = `copy (select code, name, town_code, county_code, city_code, province_code from records.r_330000_stats_00005 order by code) to stdout (format csv, header)`;
+      const t0 = performance.now();
+      if (driver === 'PostgreSQL') {
+        const client = postgres(url, { max: 1, onnotice: () => {} });
+        // Read through to the end, as a client of the driver would.
+        for await (const _chunk of (await client.unsafe(copy).readable()) as AsyncIterable<Buffer>);
+        await client.end();
+      } else {
+        await database.db.execute(sql.raw(copy.replace('to stdout', "to '/dev/blob'")));
+      }
+      baselines.copy = 620_573 / ((performance.now() - t0) / 1000);
+    } finally {
+      await database.close();
+    }
+  }
+
+  const gateway = await startGateway(env, join(work, 'gateway.log'));
+  try {
+    const consumerToken = await tokenFor(gateway, consumer);
+    const providerToken = await tokenFor(gateway, provider);
+    // A read grant on the residents: name and ID number (read covers verify).
+    const application = await json<{ id: string; status: string }>(
+      await fetch(`${gateway.url}/v1/applications`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${consumerToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ resource: RESIDENTS, fields: ['id_number', 'name', 'region_code'], mode: 'read', purpose: '性能测试', legal_basis: '《浙江省公共数据条例》', duration_days: 30 }),
+      }),
+    );
+    if (application.status === 'pending') {
+      await json(
+        await fetch(`${gateway.url}/v1/applications/${application.id}/decision`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${providerToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ decision: 'approve' }),
+        }),
+      );
+    }
+    const bearer = { authorization: `Bearer ${consumerToken}`, 'x-purpose': PURPOSE, 'content-type': 'application/json' };
+    const naive = baselines.naive as LoadResult | undefined;
+    const hello = baselines.hello as LoadResult | undefined;
+
+    if (wanted('hello') && hello) rows.push({ scenario: 'hello', what: 'bare Fastify hello-world (baseline)', result: hello });
+    if (naive) rows.push({ scenario: 'naive', what: 'Fastify + driver, the same indexed select, no governance (baseline)', result: naive });
+
+    if (wanted('token')) {
+      const basic = `Basic ${Buffer.from(`${consumer.client_id}:${consumer.client_secret}`).toString('base64')}`;
+      const result = await run({ url: `${gateway.url}/oauth/token`, method: 'POST', headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+      rows.push({ scenario: 'token', what: 'token issuance (client_secret_basic, scrypt)', result, ...(hello ? { baseline: 'hello', ratio: result.rps / hello.rps } : {}), audit: { action: 'token.issue', answered: result.answered } });
+    }
+    if (wanted('verify')) {
+      const result = await run({
+        url: gateway.url,
+        requests: [
+          {
+            method: 'POST',
+            path: `/v1/resources/${RESIDENTS}/verify`,
+            headers: bearer,
+            setupRequest: (request) => {
+              const { id, exists } = randomId(sample);
+              return { ...request, body: JSON.stringify({ subject: { id_number: id, name: exists ? (sample.names.get(id) as string) : '王伟' } }) };
+            },
+          },
+        ],
+      });
+      rows.push({
+        scenario: 'verify',
+        what: 'verify one subject (80% existing, 20% missing ids; cached token)',
+        result,
+        ...(naive ? { baseline: 'naive', ratio: result.rps / naive.rps, target: 'req/s ≥ 0.80 × naive; p99 ≤ 25 ms', met: result.rps >= 0.8 * naive.rps && result.p99 <= 25 && result.non2xx === 0 } : {}),
+        audit: { action: 'records.verify', answered: result.answered },
+      });
+    }
+    if (wanted('read')) {
+      const result = await run({
+        url: gateway.url,
+        requests: [{ headers: bearer, setupRequest: (request) => ({ ...request, method: 'GET', path: `/v1/resources/${RESIDENTS}/records/${sample.existing[Math.floor(Math.random() * sample.existing.length)]}` }) }],
+      });
+      rows.push({
+        scenario: 'read',
+        what: 'read one record (existing ids)',
+        result,
+        ...(naive ? { baseline: 'naive', ratio: result.rps / naive.rps, target: 'req/s ≥ 0.80 × naive', met: result.rps >= 0.8 * naive.rps && result.non2xx === 0 } : {}),
+        audit: { action: 'records.read', answered: result.answered },
+      });
+    }
+    if (wanted('query')) {
+      const result = await run({ url: `${gateway.url}/v1/resources/${RESIDENTS}/query`, method: 'POST', headers: bearer, body: JSON.stringify({ filter: { region_code: { eq: sample.region } }, limit: 100 }) });
+      rows.push({ scenario: 'query', what: 'query a page (100 residents of one county)', result, ...(naive ? { baseline: 'naive', ratio: result.rps / naive.rps } : {}), audit: { action: 'records.query', answered: result.answered } });
+    }
+    if (wanted('search')) {
+      const result = await run({ url: `${gateway.url}/v1/catalog/resources?q=${encodeURIComponent('学籍')}`, headers: { authorization: `Bearer ${consumerToken}` } });
+      rows.push({ scenario: 'search', what: 'catalog search q=学籍 (agency token)', result, ...(hello ? { baseline: 'hello', ratio: result.rps / hello.rps } : {}), audit: { action: 'catalog.search', answered: result.answered } });
+    }
+    let firstPage: LoadResult | undefined;
+    if (wanted('open-first') || wanted('open-last')) {
+      firstPage = await run({ url: `${gateway.url}/v1/open/datasets/${VILLAGES}/records?limit=100` });
+      rows.push({ scenario: 'open-first', what: 'open records, first page of the villages (anonymous)', result: firstPage, audit: { action: 'open.records', answered: firstPage.answered } });
+      // The last page: the cursor comes from the records just before the last 100 (keyset on code).
+      const lastCodes = await json<{ items: Array<{ code: string }> }>(await fetch(`${gateway.url}/v1/open/datasets/${VILLAGES}/records?limit=101&order=-code&select=code`));
+      const position = (lastCodes.items.at(-1) as { code: string }).code;
+      const cursor = Buffer.from(JSON.stringify({ o: 'code', k: [position] })).toString('base64url');
+      const lastPage = await run({ url: `${gateway.url}/v1/open/datasets/${VILLAGES}/records?limit=100&cursor=${cursor}` });
+      rows.push({
+        scenario: 'open-last',
+        what: 'open records, last page of the villages by cursor',
+        result: lastPage,
+        baseline: 'open-first',
+        ratio: lastPage.p50 / Math.max(firstPage.p50, 0.001),
+        target: 'p50 ≤ 1.5 × first page',
+        met: lastPage.p50 <= 1.5 * Math.max(firstPage.p50, 1) && lastPage.non2xx === 0,
+        audit: { action: 'open.records', answered: lastPage.answered + 1 },
+      });
+    }
+    for (const format of ['csv', 'ndjson', 'xlsx'] as const) {
+      if (!wanted(format)) continue;
+      const download = () =>
+        fetch(`${gateway.url}/v1/open/datasets/${VILLAGES}/download.${format}`, { headers: { 'accept-encoding': 'identity' } }).then(async (response) => {
+          let bytes = 0;
+          for await (const chunk of Readable.fromWeb(response.body as import('node:stream/web').ReadableStream)) bytes += (chunk as Buffer).length;
+          return bytes;
+        });
+      // Warm-up (not measured): the same download once, so that the heaps are sized for it.
+      await download();
+      const t0 = performance.now();
+      const measured = await sampledRss(gateway.process.pid as number, download);
+      const seconds = (performance.now() - t0) / 1000;
+      const rowsPerSecond = 620_573 / seconds;
+      const growth = mib(measured.peak - measured.baseline);
+      const copy = baselines.copy as number | undefined;
+      rows.push({
+        scenario: format,
+        what: `download.${format} of the 620,573 villages, streamed (${mib(measured.result)} MiB)`,
+        rows_per_second: Math.round(rowsPerSecond),
+        rss_growth_mib: growth,
+        rss_peak_mib: mib(measured.peak),
+        ...(format === 'csv' && copy ? { baseline: 'COPY', ratio: rowsPerSecond / copy } : {}),
+        target: format === 'csv' ? 'rows/s ≥ 0.70 × COPY; RSS growth ≤ 64 MiB' : 'RSS growth ≤ 64 MiB',
+        met: growth <= 64 && (format !== 'csv' || !copy || rowsPerSecond >= 0.7 * copy),
+      });
+    }
+    if (wanted('mixed')) {
+      const result = await run({
+        url: gateway.url,
+        requests: [
+          {
+            method: 'POST',
+            path: `/v1/resources/${RESIDENTS}/verify`,
+            headers: bearer,
+            setupRequest: (request) => {
+              const { id, exists } = randomId(sample);
+              return { ...request, body: JSON.stringify({ subject: { id_number: id, name: exists ? (sample.names.get(id) as string) : '王伟' } }) };
+            },
+          },
+          { headers: bearer, setupRequest: (request) => ({ ...request, method: 'GET', path: `/v1/resources/${RESIDENTS}/records/${sample.existing[Math.floor(Math.random() * sample.existing.length)]}` }) },
+          { method: 'GET', path: `/v1/open/datasets/${VILLAGES}/records?limit=50&where[county_code][eq]=330106`, headers: {} },
+          { method: 'GET', path: `/v1/catalog/resources?q=${encodeURIComponent('区划')}`, headers: {} },
+        ],
+      });
+      rows.push({ scenario: 'mixed', what: 'mixed: verify, read, open records, anonymous catalog search in turn', result });
+    }
+    // What the gateway itself answered, per audited route (its /metrics), for the audit check.
+    for (const [route, action] of Object.entries(auditedRoutes)) answeredByRoute.set(action, await answeredByGateway(gateway.url, route));
+  } finally {
+    await gateway.stop();
+  }
+
+  // The audit trail against the answers: every answered request of an audited route has its record.
+  const database = await openDatabase(url);
+  let auditRows: Array<{ action: string; n: number }>;
+  try {
+    auditRows = rowsOf<{ action: string; n: number }>(
+      await database.db.execute(sql`select action, count(*)::int as n from audit_events where at >= ${started.toISOString()}::timestamptz group by action`),
+    );
+  } finally {
+    await database.close();
+  }
+  const recorded = new Map(auditRows.map((row) => [row.action, row.n]));
+  // Anonymous catalog browsing is not audited: catalog.search is held to the agency scenario's answers.
+  const searched = rows.find((row) => row.scenario === 'search')?.audit?.answered;
+  if (searched !== undefined) answeredByRoute.set('catalog.search', searched);
+  const auditReport = Object.fromEntries(
+    [...answeredByRoute].filter(([, answered]) => answered > 0).map(([action, answered]) => [action, { answered, recorded: recorded.get(action) ?? 0 }]),
+  );
+  const auditOk = Object.values(auditReport).every((counts) => counts.answered === counts.recorded);
+
+  const hardware = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'CPU'}, ${mib(totalmem()) / 1024 > 1 ? `${Math.round(mib(totalmem()) / 1024)} GiB` : `${mib(totalmem())} MiB`} RAM, Node ${process.version}, ${driver}`;
+  const fmt = (n: number | undefined, digits = 0) => (n === undefined ? '' : n.toLocaleString('en-US', { maximumFractionDigits: digits }));
+  const lines = [
+    `## Bench ${started.toISOString().slice(0, 10)}: ${hardware}; ${connections} connections, ${duration} s per scenario${values.quick ? ' (quick)' : ''}`,
+    '',
+    '| scenario | what | req/s | p50 ms | p97.5 ms | p99 ms | non-2xx | rows/s | RSS peak (growth) MiB | ratio | target | met |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
+    ...rows
+      .filter((row) => row.result || row.rows_per_second !== undefined)
+      .map((row) =>
+        [
+          row.scenario,
+          row.what,
+          fmt(row.result?.rps, 1),
+          fmt(row.result?.p50),
+          fmt(row.result?.p97_5),
+          fmt(row.result?.p99),
+          fmt(row.result?.non2xx),
+          fmt(row.rows_per_second),
+          row.rss_peak_mib !== undefined ? `${row.rss_peak_mib} (+${row.rss_growth_mib})` : '',
+          row.ratio !== undefined ? `${row.ratio.toFixed(2)} × ${row.baseline}` : '',
+          row.target ?? '',
+          row.met === undefined ? '' : row.met ? 'met' : 'NOT MET',
+        ].join(' | ').replace(/^/, '| ').replace(/$/, ' |'),
+      ),
+    '',
+    ...(baselines.copy ? [`COPY … TO STDOUT (FORMAT csv) of the villages through the driver: ${fmt(baselines.copy as number)} rows/s.`] : []),
+    `Non-2xx answers: ${rows.every((row) => !row.result || row.result.non2xx === 0) ? 'none in any scenario' : rows.filter((row) => row.result?.non2xx).map((row) => `${row.scenario} ${row.result?.non2xx}`).join(', ')}.`,
+    `Audit records / requests answered: ${Object.entries(auditReport)
+      .map(([action, counts]) => `${action} ${counts.recorded}/${counts.answered}`)
+      .join(', ')}: ${auditOk ? 'every answer recorded' : 'DIFFERENCE'}.`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  if (values.json) {
+    await writeFile(values.json, `${JSON.stringify({ date: started.toISOString(), hardware, driver, connections, duration, quick: values.quick, baselines, scenarios: rows, audit: { by_action: auditReport, ok: auditOk } }, null, 2)}\n`);
+  }
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
