@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -65,13 +65,14 @@ export interface Gateway {
 /** Start the compiled gateway as its own process, logging at info to a file, and wait until ready. */
 export async function startGateway(env: Record<string, string>, logFile: string): Promise<Gateway> {
   const port = await freePort();
+  // The gateway writes its log to the file itself: through a pipe, a busy load generator would
+  // hold up the gateway's synchronous log writes and the bench would measure its own reader.
+  const log = openSync(logFile, 'a');
   const child = spawn(process.execPath, [join(projectRoot, 'dist/src/server.js')], {
     env: { ...process.env, LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env, PORT: String(port), HOST: '127.0.0.1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', log, log],
   });
-  const log = createWriteStream(logFile);
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
+  child.once('exit', () => closeSync(log));
   const url = `http://127.0.0.1:${port}`;
   for (let attempt = 0; attempt < 600; attempt++) {
     if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}; see ${logFile}`);

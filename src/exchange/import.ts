@@ -282,6 +282,9 @@ export async function loadRecords(
       detail: { rows: final.rows, skipped: final.skipped, sha256: final.sha256, seconds: final.seconds, source: options.source },
     });
   });
+  // Statistics for the new table now, not whenever autovacuum comes by: without them the planner
+  // guesses (e.g. a key-order scan for a filter an index answers) and estimated counts are wrong.
+  await db.execute(sql.raw(`analyze ${qualified(table)}`));
   return final;
 }
 

@@ -104,6 +104,18 @@ function needsDrain(stream: Writable): boolean {
   return Boolean(stream.writableNeedDrain ?? state?.needDrain ?? (state?.length ?? 0) > (state?.highWaterMark ?? Infinity));
 }
 
+/** Until `stream` drains or `output` closes (a client gone); the listener left behind is removed. */
+async function drained(stream: Writable, output: PassThrough): Promise<void> {
+  const done = new AbortController();
+  try {
+    // The loser rejects with an AbortError once aborted: caught, it is only the listener's removal.
+    const quiet = (promise: Promise<unknown>) => promise.catch(() => undefined);
+    await Promise.race([quiet(once(stream, 'drain', { signal: done.signal })), quiet(once(output, 'close', { signal: done.signal }))]);
+  } finally {
+    done.abort();
+  }
+}
+
 /**
  * XLSX written as a stream (exceljs' streaming workbook writer: no shared strings, no styles):
  * each batch is committed to the zip before the next is read, and the next is read only when the
@@ -136,9 +148,9 @@ function xlsxStream(resource: Resource, batches: AsyncIterable<StoredRecord[]>, 
       // it, so wait until the deflate stream has taken the rows, and until the client has taken
       // the zip output, before reading the next batch.
       for (const pipe of sheetPipes(sheet)) {
-        if (needsDrain(pipe)) await Promise.race([once(pipe, 'drain'), once(output, 'close')]);
+        if (needsDrain(pipe)) await drained(pipe, output);
       }
-      if (output.writableNeedDrain) await Promise.race([once(output, 'drain'), once(output, 'close')]);
+      if (output.writableNeedDrain) await drained(output, output);
       if (output.destroyed) return;
     }
     (sheet as ExcelJS.Worksheet).commit();
