@@ -47,10 +47,22 @@ export function createTableStatements(resource: Resource, table: string, indexSu
   ];
 }
 
+/**
+ * An index per filterable item, on the item followed by the record key: a filter on the item is
+ * then answered in key order from the index alone (`where region_code = … order by id_number
+ * limit 101`, and every keyset page after it), instead of a scan in key order that filters.
+ */
 function indexStatements(resource: Resource, table: string, indexSuffix: string): string[] {
   return resource.items
     .filter((item) => item.filterable && !(resource.record_key.length === 1 && resource.record_key[0] === item.name))
-    .map((item) => `create index if not exists ${quoted(`${table}${indexSuffix}_${item.name}`.slice(0, 63))} on ${qualified(table)} (${quoted(item.name)})`);
+    .map((item) => {
+      const columns = [item.name, ...resource.record_key.filter((name) => name !== item.name)].map(quoted).join(', ');
+      return `create index if not exists ${quoted(indexName(table, indexSuffix, item.name))} on ${qualified(table)} (${columns})`;
+    });
+}
+
+function indexName(table: string, indexSuffix: string, item: string): string {
+  return `${table}${indexSuffix}_${item}_k`.slice(0, 63);
 }
 
 /**
@@ -83,6 +95,11 @@ export async function migrateRecordTable(db: Db, resource: Resource, version: nu
     statements.push(...indexStatements(resource, table, ''));
     const known = await existingIndexes(db, table);
     statements = statements.filter((statement) => !/^create index if not exists "([^"]+)"/.test(statement) || !known.has(/^create index if not exists "([^"]+)"/.exec(statement)?.[1] as string));
+    // Indexes of an earlier layout (the item alone) give way to the item-and-key ones.
+    for (const item of resource.items) {
+      const old = `${table}_${item.name}`.slice(0, 63);
+      if (known.has(old) && old !== indexName(table, '', item.name)) statements.push(`drop index if exists ${quoted(RECORDS_SCHEMA)}.${quoted(old)}`);
+    }
   }
   for (const statement of statements) await db.execute(sql.raw(statement));
   if (statements.length > 0) await db.insert(recordMigrations).values({ resource: resource.code, version, statements });
