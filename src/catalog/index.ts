@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { publicUrl, type Config } from '../config.js';
 import { lastSync } from './repository.js';
+import { ResourceCache } from './cache.js';
 import { catalogRoutes } from './routes.js';
 import { SyncReportView } from './schemas.js';
 import { defaultCatalogDir, formatCatalogError, syncCatalogDir } from './service.js';
@@ -10,6 +11,15 @@ export { catalogVisibility } from './routes.js';
 export { findResource, openCatalog } from './repository.js';
 export { defaultCatalogDir, loadCatalog, syncCatalogDir } from './service.js';
 export type { Agency, Catalog, DataItem, Resource } from './types.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The catalog's resources in memory, kept current by NOTIFY (the exchange reads them on every call). */
+    catalogCache: ResourceCache;
+  }
+}
+
+export { ResourceCache } from './cache.js';
 
 export interface CatalogOptions {
   config: Config;
@@ -21,6 +31,11 @@ export interface CatalogOptions {
  */
 async function catalog(app: FastifyInstance, { config }: CatalogOptions) {
   const dir = config.CATALOG_DIR ?? defaultCatalogDir;
+
+  const cache = new ResourceCache(app.database);
+  await cache.start();
+  app.decorate('catalogCache', cache);
+  app.addHook('onClose', () => cache.close());
 
   app.addReadinessCheck('catalog', async () => ((await lastSync(app.db)) ? undefined : 'not loaded'));
 
@@ -64,6 +79,8 @@ async function catalog(app: FastifyInstance, { config }: CatalogOptions) {
           errors: outcome.errors.map((e) => ({ in: e.file, pointer: e.pointer, message: `${e.code}: ${e.message}` })),
         });
       }
+      // This instance forgets its copy at once; the others on NOTIFY.
+      cache.clear();
       request.log.info({ sync_id: outcome.report.sync_id }, 'catalog synced by an administrator');
       request.auditDetails = { row_count: outcome.report.changes.length };
       return outcome.report;

@@ -95,6 +95,9 @@ function versioned(document: object, contentHash: string, change: CatalogChange,
  * files are retired (never deleted), and every change leaves a history row. Two instances syncing
  * at once are serialised by a transaction-scoped advisory lock.
  */
+/** NOTIFY channel of catalog changes: the payload is a resource code, or `*` for any. */
+export const CATALOG_CHANNEL = 'govdata_catalog';
+
 export async function syncCatalog(db: Db, catalog: Catalog, source: string): Promise<SyncReport> {
   const catalogHash = contentHash(catalog);
   return db.transaction(async (tx) => {
@@ -176,6 +179,8 @@ export async function syncCatalog(db: Db, catalog: Catalog, source: string): Pro
     // Each new or changed resource gets its record table made or altered in the same transaction:
     // a catalog whose tables cannot follow never half-loads.
     for (const { entry, change } of resourcePlan.upserts) await migrateRecordTable(tx as unknown as Db, entry, change.version);
+    // Every gateway's copy of the catalog learns of the change when this commits (NOTIFY is transactional).
+    if (changes.length > 0) await tx.execute(sql`select pg_notify(${CATALOG_CHANNEL}, '*')`);
 
     return {
       sync_id: syncId,

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
-import { findResource, type Resource } from '../catalog/index.js';
+import type { Resource } from '../catalog/index.js';
 import { defineProblem, NotFound } from '../errors.js';
 import type { Caller } from '../plugins/auth.js';
 import type { Act, Decision } from '../sharing/index.js';
@@ -68,7 +68,7 @@ export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { up
     precheck?: (resource: Resource) => void,
   ): Promise<{ resource: Resource; decision: Decision }> {
     const purpose = request.headers['x-purpose'];
-    const stored = await findResource(app.db, code);
+    const stored = await app.catalogCache.find(code);
     if (stored) request.auditDetails = { resource: code, provider: stored.document.provider };
     if (typeof purpose !== 'string' || purpose.trim().length === 0) throw new PurposeRequired();
     if (!stored || stored.retiredAt) throw new NotFound(`No resource ${code} in the catalog.`);
