@@ -272,6 +272,17 @@ try {
       );
     }
     const bearer = { authorization: `Bearer ${consumerToken}`, 'x-purpose': PURPOSE, 'content-type': 'application/json' };
+    // One subject a request: 4 existing ID numbers (with their names) for each missing one.
+    const verifyRequest: autocannon.Request = {
+      method: 'POST',
+      path: `/v1/resources/${RESIDENTS}/verify`,
+      headers: bearer,
+      setupRequest: (request) => {
+        const { id, exists } = randomId(sample);
+        return { ...request, body: JSON.stringify({ subject: { id_number: id, name: exists ? (sample.names.get(id) as string) : '王伟' } }) };
+      },
+    };
+    const readRequest: autocannon.Request = { headers: bearer, setupRequest: (request) => ({ ...request, method: 'GET', path: `/v1/resources/${RESIDENTS}/records/${sample.existing[Math.floor(Math.random() * sample.existing.length)]}` }) };
     const naive = baselines.naive as LoadResult | undefined;
     const hello = baselines.hello as LoadResult | undefined;
 
@@ -281,17 +292,7 @@ try {
     if (wanted('verify')) {
       const result = await run({
         url: gateway.url,
-        requests: [
-          {
-            method: 'POST',
-            path: `/v1/resources/${RESIDENTS}/verify`,
-            headers: bearer,
-            setupRequest: (request) => {
-              const { id, exists } = randomId(sample);
-              return { ...request, body: JSON.stringify({ subject: { id_number: id, name: exists ? (sample.names.get(id) as string) : '王伟' } }) };
-            },
-          },
-        ],
+        requests: [verifyRequest],
       });
       stoppedRuns('records.verify');
       rows.push({
@@ -305,7 +306,7 @@ try {
     if (wanted('read')) {
       const result = await run({
         url: gateway.url,
-        requests: [{ headers: bearer, setupRequest: (request) => ({ ...request, method: 'GET', path: `/v1/resources/${RESIDENTS}/records/${sample.existing[Math.floor(Math.random() * sample.existing.length)]}` }) }],
+        requests: [readRequest],
       });
       stoppedRuns('records.read');
       rows.push({
@@ -378,16 +379,8 @@ try {
       const result = await run({
         url: gateway.url,
         requests: [
-          {
-            method: 'POST',
-            path: `/v1/resources/${RESIDENTS}/verify`,
-            headers: bearer,
-            setupRequest: (request) => {
-              const { id, exists } = randomId(sample);
-              return { ...request, body: JSON.stringify({ subject: { id_number: id, name: exists ? (sample.names.get(id) as string) : '王伟' } }) };
-            },
-          },
-          { headers: bearer, setupRequest: (request) => ({ ...request, method: 'GET', path: `/v1/resources/${RESIDENTS}/records/${sample.existing[Math.floor(Math.random() * sample.existing.length)]}` }) },
+          verifyRequest,
+          readRequest,
           { method: 'GET', path: `/v1/open/datasets/${VILLAGES}/records?limit=50&where[county_code][eq]=330106`, headers: {} },
           { method: 'GET', path: `/v1/catalog/resources?q=${encodeURIComponent('区划')}`, headers: {} },
         ],
