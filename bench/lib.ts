@@ -63,12 +63,12 @@ export interface Gateway {
 }
 
 /** Start the compiled gateway as its own process, logging at info to a file, and wait until ready. */
-export async function startGateway(env: Record<string, string>, logFile: string): Promise<Gateway> {
+export async function startGateway(env: Record<string, string>, logFile: string, nodeArgs: string[] = []): Promise<Gateway> {
   const port = await freePort();
   // The gateway writes its log to the file itself: through a pipe, a busy load generator would
   // hold up the gateway's synchronous log writes and the bench would measure its own reader.
   const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [join(projectRoot, 'dist/src/server.js')], {
+  const child = spawn(process.execPath, [...nodeArgs, join(projectRoot, 'dist/src/server.js')], {
     env: { ...process.env, LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', log, log],
   });

@@ -6,8 +6,9 @@
  * to a baseline measured in the same run; then the audit trail is counted against the answers.
  *
  *   npm run bench [-- --scenario verify,read --connections 50 --duration 10 --quick --json report.json]
+ *   npm run bench -- --scenario verify --profile    (the gateway under node --cpu-prof: where its time goes)
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -20,6 +21,7 @@ import { DEMO_RESOURCES, demoSizes, recordCount } from '../src/demo/seed.js';
 import { DIVISIONS } from '../src/demo/open.js';
 import { residentIdCheckChar } from '../src/exchange/identifiers.js';
 import { projectRoot } from '../src/paths.js';
+import { summarise, summaryText, type ProfileSummary } from './profile.js';
 import { answeredByGateway, cli, load, mib, sampledRss, startBaseline, startGateway, type Gateway, type LoadResult } from './lib.js';
 
 const { values } = parseArgs({
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
+    profile: { type: 'boolean', default: false },
   },
 });
 const connections = Number(values.connections);
@@ -250,7 +253,8 @@ try {
   await mkdir(results, { recursive: true });
   const logFile = join(results, `gateway-${started.toISOString().replace(/[:.]/g, '-')}.log`);
   process.stderr.write(`gateway log: ${logFile}\n`);
-  const gateway = await startGateway(env, logFile);
+  const profiles = join(results, `profile-${started.toISOString().replace(/[:.]/g, '-')}`);
+  const gateway = await startGateway(env, logFile, values.profile ? ['--cpu-prof', '--cpu-prof-dir', profiles] : []);
   try {
     const consumerToken = await tokenFor(gateway, consumer);
     const providerToken = await tokenFor(gateway, provider);
@@ -399,6 +403,11 @@ try {
   } finally {
     await gateway.stop();
   }
+  let profile: { file: string; summary: ProfileSummary } | undefined;
+  if (values.profile) {
+    const [name] = (await readdir(profiles)).filter((file) => file.endsWith('.cpuprofile'));
+    if (name) profile = { file: join(profiles, name), summary: summarise(JSON.parse(await readFile(join(profiles, name), 'utf8'))) };
+  }
 
   // The audit trail against the answers: every answered request of an audited route has its record.
   const database = await openDatabase(url);
@@ -454,9 +463,12 @@ try {
       .map(([action, c]) => `${action} ${c.recorded}/${c.answered}${c.recorded !== c.answered ? ` (+${c.recorded - c.answered} cut off in flight, ≤ ${c.in_flight_bound})` : ''}`)
       .join(', ')}: ${auditOk ? 'every answer recorded' : 'DIFFERENCE'}.`,
   ];
+  if (profile) {
+    lines.push('', `Gateway CPU profile (every scenario of this run; open ${profile.file} in DevTools or speedscope for the flame graph):`, '```', summaryText(profile.summary), '```');
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
   if (values.json) {
-    await writeFile(values.json, `${JSON.stringify({ date: started.toISOString(), hardware, driver, connections, duration, quick: values.quick, baselines, scenarios: rows, audit: { by_action: auditReport, ok: auditOk } }, null, 2)}\n`);
+    await writeFile(values.json, `${JSON.stringify({ date: started.toISOString(), hardware, driver, connections, duration, quick: values.quick, baselines, scenarios: rows, audit: { by_action: auditReport, ok: auditOk }, ...(profile ? { profile } : {}) }, null, 2)}\n`);
   }
 } finally {
   await rm(work, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { CompactSign } from 'jose';
 import type { FastifyBaseLogger } from 'fastify';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/index.js';
 import { auditChains, auditCheckpoints, auditEvents } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
@@ -121,7 +122,7 @@ export class AuditWriter {
         return { ...chained, hash };
       });
       try {
-        await this.db.insert(auditEvents).values(records.map(toRow));
+        await this.db.execute(insertBatch(records));
       } catch (error) {
         this.log.error({ err: error, records: batch.length }, 'audit records could not be written');
         for (const pending of batch) pending.reject(new AuditUnavailable());
@@ -177,34 +178,46 @@ export function subjectRef(key: Buffer, value: string): string {
   return createHmac('sha256', key).update(value.trim().toUpperCase()).digest('hex');
 }
 
-function toRow(record: AuditRecord) {
-  return {
-    id: record.id,
-    chainId: record.chain_id,
-    seq: record.seq,
-    prevHash: record.prev_hash,
-    hash: record.hash,
-    occurredAt: new Date(record.occurred_at),
-    requestId: record.request_id,
-    clientId: record.client_id,
-    agency: record.agency,
-    onBehalfOf: record.on_behalf_of,
-    action: record.action,
-    resource: record.resource,
-    provider: record.provider,
-    purpose: record.purpose,
-    legalBasis: record.legal_basis,
-    grantId: record.grant_id,
-    subjectRefs: record.subject_refs,
-    fields: record.fields,
-    rowCount: record.row_count,
-    outcome: record.outcome,
-    status: record.status,
-    reason: record.reason,
-    latencyMs: record.latency_ms,
-    bytes: record.bytes,
-    clientAddress: record.client_address,
-  };
+/** The stored columns, in the record's wire names, with their SQL types. */
+const COLUMNS: ReadonlyArray<readonly [keyof AuditRecord, string]> = [
+  ['id', 'text'],
+  ['chain_id', 'text'],
+  ['seq', 'bigint'],
+  ['prev_hash', 'text'],
+  ['hash', 'text'],
+  ['occurred_at', 'timestamptz'],
+  ['request_id', 'text'],
+  ['client_id', 'text'],
+  ['agency', 'text'],
+  ['on_behalf_of', 'text'],
+  ['action', 'text'],
+  ['resource', 'text'],
+  ['provider', 'text'],
+  ['purpose', 'text'],
+  ['legal_basis', 'text'],
+  ['grant_id', 'text'],
+  ['subject_refs', 'text[]'],
+  ['fields', 'text[]'],
+  ['row_count', 'integer'],
+  ['outcome', 'text'],
+  ['status', 'integer'],
+  ['reason', 'text'],
+  ['latency_ms', 'double precision'],
+  ['bytes', 'bigint'],
+  ['client_address', 'text'],
+];
+const names = COLUMNS.map(([name]) => name).join(', ');
+const INSERT_HEAD = sql.raw(`insert into audit_events (${names}) select ${names} from jsonb_to_recordset(`);
+const INSERT_TAIL = sql.raw(`::text::jsonb) as batch(${COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')})`);
+
+/**
+ * One insert for a whole batch, its rows as one JSON parameter: the statement is the same for
+ * every batch size (prepared once per connection), and building it costs one JSON.stringify
+ * instead of a query builder's walk over every value.
+ */
+export function insertBatch(records: AuditRecord[]): SQL {
+  const rows = records.map((record) => Object.fromEntries(COLUMNS.map(([name]) => [name, record[name] ?? null])));
+  return sql`${INSERT_HEAD}${JSON.stringify(rows)}${INSERT_TAIL}`;
 }
 
 /** A stored row back in the record's wire form (what the hash covers). */
