@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import etag from '@fastify/etag';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import etag from './plugins/etag.js';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { publicUrl, type Config } from './config.js';
 import type { Database } from './db/index.js';
-import { gatewayLogger } from './logger.js';
+import { gatewayLogger, RequestLogController } from './logger.js';
 import audit from './audit/index.js';
 import catalog from './catalog/index.js';
 import exchange from './exchange/index.js';
@@ -52,7 +52,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   const app = Fastify({
     loggerInstance: options.logger ?? gatewayLogger(config),
     genReqId: requestIdFor,
-    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    logController: new RequestLogController({ requestIdLogLabel: 'request_id' }),
     bodyLimit: config.BODY_LIMIT,
     trustProxy: config.TRUST_PROXY,
     connectionTimeout: config.REQUEST_TIMEOUT_MS,
@@ -91,9 +91,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     ...(options.database ? { database: options.database } : {}),
   });
   await app.register(security, { config });
-  // Hash-based ETags and 304 on If-None-Match for every JSON or text answer. Registered before the
+  // Hash-based ETags and 304 on If-None-Match for cacheable GET answers. Registered before the
   // audit trail, so that its record shows the 304 that is actually sent.
-  await app.register(etag, { weak: false });
+  await app.register(etag);
   await app.register(docs, { publicUrl: publicUrl(config) });
   await app.register(metrics);
   await app.register(health);

@@ -113,14 +113,21 @@ t.test('logs never carry credentials, cookies or values from the path', async (t
   await app.inject({ url: '/unmatched/330102199001011234', headers: { 'x-request-id': 'redact-2' } });
   const text = logs.text();
   t.notMatch(text, /eyJsecret|topsecret|11010519491231002X|330102199001011234|token=abc/);
-  const incoming = logs.lines.find((line) => line.request_id === 'redact-1' && line.msg === 'incoming request') as {
+  // One line per request, written when it is answered: the route pattern, the status and the time.
+  const lines = logs.lines.filter((line) => line.request_id === 'redact-1');
+  t.notOk(lines.some((line) => line.msg === 'incoming request'), 'no second line when the request comes in');
+  const answered = lines.filter((line) => line.msg === 'request completed');
+  t.equal(answered.length, 1, 'one line when it is answered');
+  const completed = answered[0] as { msg: string; req: { method: string; url: string }; res: { statusCode: number }; responseTime: number };
+  t.match(completed.req, { method: 'GET', url: '/test/people/:id_number' });
+  t.equal(typeof completed.res.statusCode, 'number');
+  t.ok(completed.responseTime >= 0);
+  const unmatched = logs.lines.find((line) => line.request_id === 'redact-2' && line.msg === 'request completed') as {
     req: { url: string };
-  };
-  t.equal(incoming.req.url, '/test/people/:id_number');
-  const unmatched = logs.lines.find((line) => line.request_id === 'redact-2' && line.msg === 'incoming request') as {
-    req: { url: string };
+    res: { statusCode: number };
   };
   t.equal(unmatched.req.url, '/unmatched/***');
+  t.equal(unmatched.res.statusCode, 404);
 });
 
 t.test('security headers are set on every response', async (t) => {

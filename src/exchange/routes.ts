@@ -57,6 +57,11 @@ function personsIn(resource: Resource, rows: Array<Record<string, unknown>>): st
  */
 export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { upstream: UpstreamClient }) {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  // Shared records are personal data: no cache, shared or private, may keep an answer.
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.header('cache-control', 'no-store');
+    done();
+  });
   const cut = (record: Record<string, unknown>, fields: string[]) => Object.fromEntries(fields.map((field) => [field, record[field] ?? null]));
 
   /** Purpose, resource and grant: what every exchange call must clear before any lookup. */

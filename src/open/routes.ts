@@ -13,6 +13,7 @@ import { acceptTerms, findDataset, hasAccepted, lastModified, listDatasets, stam
 import { DownloadFiles, fileFormatsOf } from './files.js';
 import { coordinates, encodeRecords, fileFormats, formatInfo, neededFields, type FileFormat } from './formats.js';
 import { countRecords, fitsOrder, MAX_OPEN_PAGE, parseOpenQuery, recordsPage, rowBatches } from './query.js';
+import { noneMatch } from '../plugins/etag.js';
 
 export const TermsRequired = defineProblem<[string]>('terms_not_accepted', '%s', 403);
 export const NotLocated = defineProblem<[string]>('not_located', '%s', 400);
@@ -168,18 +169,6 @@ export function dataPackage(dataset: Dataset, publicUrl: string) {
       ...(dataset.rows ? { stats: { rows: dataset.rows } } : {}),
     })),
   };
-}
-
-/** Entity tags compared as RFC 9110 says: weakly for If-None-Match, strongly for If-Range. */
-function opaque(tag: string): string {
-  return tag.startsWith('W/') ? tag.slice(2) : tag;
-}
-
-function noneMatch(request: FastifyRequest, etag: string): boolean {
-  const header = request.headers['if-none-match'];
-  if (!header) return false;
-  if (header.trim() === '*') return true;
-  return header.split(',').some((tag) => opaque(tag.trim()) === opaque(etag));
 }
 
 /** 304 when the caller's copy is current (If-None-Match first; If-Modified-Since only without it). */

@@ -179,6 +179,8 @@ forEachDriver(t, 'exchange: read, query and verify, decided by grants and audite
       const response = await verify(STUDENT, { subject: aliceSubject });
       t.equal(response.statusCode, 200, response.body);
       t.same(response.json(), { verdict: 'match', fields: { name: 'match', id_number: 'match', school: 'match' } });
+      t.equal(response.headers['cache-control'], 'no-store');
+      t.notOk(response.headers.etag, 'a POST answer has no entity tag');
       const row = await audited(t, response, allowedBy('records.verify', grantId, { resource: STUDENT, provider: 'zj-edu', rowCount: 1, subjectRefs: [app.subjectRef(alice.id_number)] }), [alice.id_number]);
       sameItems(t, row.fields, ['name', 'id_number', 'school'], 'the compared fields are recorded');
     });
@@ -280,6 +282,8 @@ forEachDriver(t, 'exchange: read, query and verify, decided by grants and audite
       t.same(Object.keys(body.record).sort(), [...granted].sort(), 'the granted fields and nothing else');
       t.same(body, { resource: STUDENT, record: { student_id: alice.student_id, name: alice.name, school: alice.school, status: alice.status }, grant_id: grantId });
       t.notOk('id_number' in body.record);
+      t.equal(response.headers['cache-control'], 'no-store', 'personal data: no cache may keep it');
+      t.notOk(response.headers.etag, 'nor is it tagged for one');
       const row = await audited(t, response, allowedBy('records.read', grantId, { resource: STUDENT, provider: 'zj-edu', rowCount: 1 }), [alice.id_number]);
       sameItems(t, row.fields, granted, 'the disclosed fields are recorded');
     });
