@@ -11,7 +11,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { get } from 'node:http';
 import { parseArgs } from 'node:util';
 import type autocannon from 'autocannon';
 import { sql } from 'drizzle-orm';
@@ -229,21 +229,28 @@ try {
       await hello.stop();
     }
   }
-  if (wanted('csv')) {
+  if (wanted('csv') || wanted('csv-file')) {
     // PostgreSQL's own COPY … TO STDOUT (FORMAT csv) of the villages, through the driver: rows/s.
     const database = await openDatabase(url);
     try {
       const copy = `copy (select code, name, town_code, county_code, city_code, province_code from records.r_330000_stats_00005 order by code) to stdout (format csv, header)`;
-      const t0 = performance.now();
-      if (driver === 'PostgreSQL') {
-        const client = postgres(url, { max: 1, onnotice: () => {} });
-        // Read through to the end, as a client of the driver would.
-        for await (const _chunk of (await client.unsafe(copy).readable()) as AsyncIterable<Buffer>);
-        await client.end();
-      } else {
-        await database.db.execute(sql.raw(copy.replace('to stdout', "to '/dev/blob'")));
+      // A single COPY takes well under a second, so one run is at the mercy of the machine's
+      // neighbours: the median of five.
+      const runs: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now();
+        if (driver === 'PostgreSQL') {
+          const client = postgres(url, { max: 1, onnotice: () => {} });
+          // Read through to the end, as a client of the driver would.
+          for await (const _chunk of (await client.unsafe(copy).readable()) as AsyncIterable<Buffer>);
+          runs.push(620_573 / ((performance.now() - t0) / 1000));
+          await client.end();
+        } else {
+          await database.db.execute(sql.raw(copy.replace('to stdout', "to '/dev/blob'")));
+          runs.push(620_573 / ((performance.now() - t0) / 1000));
+        }
       }
-      baselines.copy = 620_573 / ((performance.now() - t0) / 1000);
+      baselines.copy = runs.sort((a, b) => a - b)[2] as number;
     } finally {
       await database.close();
     }
@@ -352,13 +359,25 @@ try {
         audit: { action: 'open.records', answered: lastPage.answered + 1 },
       });
     }
-    for (const format of ['csv', 'ndjson', 'xlsx'] as const) {
+    // csv-file: the same download once `gateway open prebuild` has written the file (what every
+    // whole-dataset download gets in production, where OPEN_PREBUILD is on). PostgreSQL only: a
+    // PGlite directory has one process, and it is the gateway's.
+    const prebuiltToo = wanted('csv-file') && driver === 'PostgreSQL';
+    for (const format of ['csv', 'ndjson', 'xlsx', ...(prebuiltToo ? (['csv-file'] as const) : [])] as const) {
       if (!wanted(format)) continue;
+      if (format === 'csv-file') await cli(['open', 'prebuild', VILLAGES], env);
+      const extension = format === 'csv-file' ? 'csv' : format;
+      // Read with node:http, as curl would: fetch's web streams cost the reader more than the
+      // gateway spends writing, and the bench would measure its own client.
       const download = () =>
-        fetch(`${gateway.url}/v1/open/datasets/${VILLAGES}/download.${format}`, { headers: { 'accept-encoding': 'identity' } }).then(async (response) => {
-          let bytes = 0;
-          for await (const chunk of Readable.fromWeb(response.body as import('node:stream/web').ReadableStream)) bytes += (chunk as Buffer).length;
-          return bytes;
+        new Promise<number>((resolve, reject) => {
+          get(`${gateway.url}/v1/open/datasets/${VILLAGES}/download.${extension}`, { headers: { 'accept-encoding': 'identity' } }, (response) => {
+            if (response.statusCode !== 200) reject(new Error(`download.${format}: ${response.statusCode}`));
+            let bytes = 0;
+            response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+            response.on('end', () => resolve(bytes));
+            response.on('error', reject);
+          }).on('error', reject);
         });
       // Warm-up (not measured): the same download once, so that the heaps are sized for it.
       await download();
@@ -370,13 +389,16 @@ try {
       const copy = baselines.copy as number | undefined;
       rows.push({
         scenario: format,
-        what: `download.${format} of the 620,573 villages, streamed (${mib(measured.result)} MiB)`,
+        what:
+          format === 'csv-file'
+            ? `download.csv of the villages from the prebuilt file (${mib(measured.result)} MiB)`
+            : `download.${format} of the 620,573 villages, streamed from the database (${mib(measured.result)} MiB)`,
         rows_per_second: Math.round(rowsPerSecond),
         rss_growth_mib: growth,
         rss_peak_mib: mib(measured.peak),
-        ...(format === 'csv' && copy ? { baseline: 'COPY', ratio: rowsPerSecond / copy } : {}),
-        target: format === 'csv' ? 'rows/s ≥ 0.70 × COPY; RSS growth ≤ 64 MiB' : 'RSS growth ≤ 64 MiB',
-        met: growth <= 64 && (format !== 'csv' || !copy || rowsPerSecond >= 0.7 * copy),
+        ...(extension === 'csv' && copy ? { baseline: 'COPY', ratio: rowsPerSecond / copy } : {}),
+        target: extension === 'csv' ? 'rows/s ≥ 0.70 × COPY; RSS growth ≤ 64 MiB' : 'RSS growth ≤ 64 MiB',
+        met: growth <= 64 && (extension !== 'csv' || !copy || rowsPerSecond >= 0.7 * copy),
       });
     }
     if (wanted('mixed')) {

@@ -6,10 +6,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { Database } from '../db/index.js';
 import { datasetFormats } from '../catalog/dcat.js';
-import type { StoredRecord } from '../exchange/records.js';
 import { findDataset, stampOf, type Dataset } from './datasets.js';
-import { encodeRecords, neededFields, type FileFormat } from './formats.js';
-import { rowBatches } from './query.js';
+import { recordStream, type FileFormat } from './formats.js';
 
 /** The formats a dataset's whole-dataset files come in (GeoJSON only for located datasets). */
 export function fileFormatsOf(dataset: Dataset): FileFormat[] {
@@ -102,20 +100,13 @@ export class DownloadFiles {
     await this.removeStaleTemporaries(folder);
     const stamp = stampOf(dataset);
     const fields = resource.items.map((item) => item.name);
-    const signal = this.signal;
-    async function* checked(batches: AsyncIterable<StoredRecord[]>) {
-      for await (const batch of batches) {
-        signal?.throwIfAborted();
-        yield batch;
-      }
-    }
     for (const format of fileFormatsOf(dataset)) {
       const target = this.file(resource.code, stamp, format, null);
       const temporary = join(folder, `.${randomUUID()}.tmp`);
       const compressed = join(folder, `.${randomUUID()}.tmp`);
       try {
-        const batches = checked(rowBatches(this.database, resource, neededFields(resource, format, fields), [], this.fetchRows));
-        await pipeline(encodeRecords(resource, format, batches, fields), createWriteStream(temporary));
+        const records = recordStream(this.database, resource, format, fields, [], this.fetchRows, this.signal ? { signal: this.signal } : {});
+        await pipeline(records, createWriteStream(temporary));
         // Records change only by an import, and every import changes the stamp: the same stamp
         // after the read means the file holds exactly the data the stamp names.
         const now = await findDataset(this.database.db, resource.code);

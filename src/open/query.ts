@@ -222,9 +222,21 @@ export async function countRecords(db: Db, resource: Resource, where: SQL[]): Pr
  * Every matching row in record-key order, in batches, with constant memory: a server-side cursor
  * on PostgreSQL (one snapshot), keyset pages on PGlite (one connection that other requests share).
  */
-export async function* rowBatches(database: Database, resource: Resource, fields: string[], where: SQL[], batchSize: number): AsyncGenerator<StoredRecord[]> {
+export async function* rowBatches(
+  database: Database,
+  resource: Resource,
+  fields: string[],
+  where: SQL[],
+  batchSize: number,
+  /** One expression per row instead of the fields (as `__line`; keyset paging adds the key). */
+  line?: SQL,
+): AsyncGenerator<StoredRecord[]> {
   const key = resource.record_key;
-  const columns = selected(resource, [...new Set([...fields, ...key])]);
+  const columns = line
+    ? database.cursor
+      ? sql`${line} as "__line"`
+      : sql`${line} as "__line", ${selected(resource, key)}`
+    : selected(resource, [...new Set([...fields, ...key])]);
   const keyOrder: OrderTerm[] = key.map((name) => ({ item: name, descending: false }));
   if (database.cursor) {
     yield* database.cursor<StoredRecord>(sql`select ${columns} from ${table(resource)} ${whereClause(where)} order by ${orderBy(keyOrder)}`, batchSize);

@@ -11,8 +11,8 @@ import { defineProblem, NotFound } from '../errors.js';
 import { decodeCursor, page } from '../pagination.js';
 import { acceptTerms, findDataset, hasAccepted, lastModified, listDatasets, stampOf, termsOf, type Dataset } from './datasets.js';
 import { DownloadFiles, fileFormatsOf } from './files.js';
-import { coordinates, encodeRecords, fileFormats, formatInfo, neededFields, type FileFormat } from './formats.js';
-import { countRecords, fitsOrder, MAX_OPEN_PAGE, parseOpenQuery, recordsPage, rowBatches } from './query.js';
+import { coordinates, fileFormats, formatInfo, recordStream, type FileFormat } from './formats.js';
+import { countRecords, fitsOrder, MAX_OPEN_PAGE, parseOpenQuery, recordsPage } from './query.js';
 import { noneMatch } from '../plugins/etag.js';
 
 export const TermsRequired = defineProblem<[string]>('terms_not_accepted', '%s', 403);
@@ -536,8 +536,7 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
         files.build(dataset).catch((error: Error) => request.log.error({ err: error, dataset: resource.code }, 'prebuilding downloads failed'));
       }
       if (request.method === 'HEAD') return reply.send(Readable.from([]));
-      const batches = rowBatches(app.database, resource, neededFields(resource, format, query.fields), query.where, options.fetchRows);
-      return reply.send(encodeRecords(resource, format, batches, query.fields, { bom }));
+      return reply.send(recordStream(app.database, resource, format, query.fields, query.where, options.fetchRows, { bom }));
     },
   );
 
