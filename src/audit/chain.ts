@@ -44,12 +44,55 @@ export interface Checkpoint {
 /** The `prev_hash` of a chain's first record. */
 export const GENESIS_HASH = '0'.repeat(64);
 
+/** The keys a record's hash covers (all but `hash`), in RFC 8785 order (by UTF-16 code units). */
+const HASHED_KEYS = [
+  'action', 'agency', 'bytes', 'chain_id', 'client_address', 'client_id', 'fields', 'grant_id', 'id', 'latency_ms',
+  'legal_basis', 'occurred_at', 'on_behalf_of', 'outcome', 'prev_hash', 'provider', 'purpose', 'reason', 'request_id',
+  'resource', 'row_count', 'seq', 'status', 'subject_refs',
+] as const satisfies ReadonlyArray<Exclude<keyof AuditRecord, 'hash'>>;
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+/** One value of a record as RFC 8785 writes it, or undefined when it needs the general algorithm. */
+function canonicalValue(value: unknown): string | undefined {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return SURROGATE.test(value) ? undefined : JSON.stringify(value);
+  if (typeof value === 'number') return Number.isFinite(value) ? JSON.stringify(value) : undefined;
+  if (Array.isArray(value)) {
+    const items: string[] = [];
+    for (const element of value) {
+      if (typeof element !== 'string' || SURROGATE.test(element)) return undefined;
+      items.push(JSON.stringify(element));
+    }
+    return `[${items.join(',')}]`;
+  }
+  return undefined;
+}
+
+/**
+ * The RFC 8785 canonical form of a record. Records have a fixed shape of flat values (strings,
+ * finite numbers, null, arrays of strings), for which the canonical form is the keys in their
+ * fixed order and each value as ECMAScript's JSON.stringify writes it (RFC 8785 §3.2.2 defines it
+ * so); anything else (another shape, a surrogate) goes through the general algorithm. The same
+ * bytes either way (test/audit/chain.test.ts), at a fraction of the cost on every request.
+ */
+export function canonicalRecord(content: Omit<AuditRecord, 'hash'>): string {
+  const values = content as unknown as Record<string, unknown>;
+  if (Object.keys(values).length === HASHED_KEYS.length) {
+    let out = '{';
+    for (const key of HASHED_KEYS) {
+      const value = canonicalValue(values[key]);
+      if (value === undefined) return canonicalize(content) as string;
+      out += `${out.length > 1 ? ',' : ''}"${key}":${value}`;
+    }
+    return `${out}}`;
+  }
+  return canonicalize(content) as string;
+}
+
 /** SHA-256 over the RFC 8785 canonical form of the record, its own hash left out. */
 export function recordHash(record: Omit<AuditRecord, 'hash'> | AuditRecord): string {
   const { hash: _ignored, ...content } = record as AuditRecord;
-  return createHash('sha256')
-    .update(canonicalize(content) as string)
-    .digest('hex');
+  return createHash('sha256').update(canonicalRecord(content)).digest('hex');
 }
 
 /** What a checkpoint's signature covers, canonical. */

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey } from 'node:crypto';
 import { hostname } from 'node:os';
 import { openCursor, sealCursor } from '../pagination.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -105,7 +105,9 @@ async function audit(app: FastifyInstance, { config }: AuditOptions) {
   app.addHook('onClose', async () => clearInterval(daily));
   await writer.start(`${hostname()}:${process.pid}`);
   app.decorate('audit', writer);
-  app.decorate('subjectRef', (value: string) => subjectRef(hashKey, value));
+  // Imported once: a raw key would be imported again for every person of every request.
+  const refKey = createSecretKey(hashKey);
+  app.decorate('subjectRef', (value: string) => subjectRef(refKey, value));
   const cursorKey = createHmac('sha256', hashKey).update('govdata-gateway cursor key').digest();
   app.decorate('sealCursor', (position: unknown) => sealCursor(cursorKey, position));
   app.decorate('openCursor', <T>(cursor: string, isValid: (value: unknown) => value is T) => openCursor(cursorKey, cursor, isValid));

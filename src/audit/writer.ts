@@ -1,4 +1,4 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { createHmac, randomUUID, type KeyObject } from 'node:crypto';
 import { CompactSign } from 'jose';
 import type { FastifyBaseLogger } from 'fastify';
 import { sql, type SQL } from 'drizzle-orm';
@@ -174,7 +174,7 @@ export class AuditWriter {
 }
 
 /** The keyed hash that stands for a person (or any record key) in the trail: never the key itself. */
-export function subjectRef(key: Buffer, value: string): string {
+export function subjectRef(key: Buffer | KeyObject, value: string): string {
   return createHmac('sha256', key).update(value.trim().toUpperCase()).digest('hex');
 }
 

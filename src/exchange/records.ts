@@ -20,8 +20,24 @@ export function item(resource: Resource, name: string): DataItem | undefined {
   return resource.items.find((candidate) => candidate.name === name);
 }
 
+const selections = new WeakMap<Resource, Map<string, SQL>>();
+
 /** How a column is read back: dates as YYYY-MM-DD, times as RFC 3339 UTC, integers as numbers. */
 export function selected(resource: Resource, fields: string[]): SQL {
+  // Kept per resource document (a catalog sync brings new documents): the hot exchange routes
+  // ask for the same few column lists thousands of times a second.
+  let known = selections.get(resource);
+  if (!known) selections.set(resource, (known = new Map()));
+  const key = fields.join(',');
+  let columns = known.get(key);
+  if (!columns) {
+    if (known.size >= 64) known.clear();
+    known.set(key, (columns = selectedColumns(resource, fields)));
+  }
+  return columns;
+}
+
+function selectedColumns(resource: Resource, fields: string[]): SQL {
   const columns = fields.map((field) => {
     const type = item(resource, field)?.type;
     const column = quoted(field);
