@@ -59,11 +59,21 @@ export interface Database {
    * long-lived cursor there would hold up every other query; callers page by keyset instead.
    */
   cursor?<T>(query: SQL, batchSize: number): AsyncIterable<T[]>;
+  /**
+   * The output of `COPY … TO STDOUT`, on a connection of its own (PostgreSQL only). `statement`
+   * takes no parameters, so it must be built from identifiers and constants alone. Undefined when
+   * `copyLimit` copies are already running: the caller reads another way. A copy that is stopped
+   * half-way (the consumer returns or throws), or that sends nothing for `idleMs`, ends its
+   * connection, which ends the COPY on the server.
+   */
+  copyOut?(statement: string, idleMs?: number): AsyncIterable<Buffer> | undefined;
   close(): Promise<void>;
 }
 
 export interface OpenDatabaseOptions {
   poolMax?: number;
+  /** Copies (`copyOut`) that may run at once, each on a connection beyond the pool (default 2). */
+  copyLimit?: number;
   logger?: DatabaseLogger;
 }
 
@@ -107,6 +117,8 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   });
   const db = drizzle(client, { schema }) as unknown as Db;
   const location = redactUrl(url);
+  const copyLimit = options.copyLimit ?? 2;
+  let copies = 0;
 
   return {
     driver: 'postgres',
@@ -137,6 +149,84 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     async copyInto(table, columns, csvChunks) {
       const writable = await client.unsafe(`copy ${table} (${columns.join(', ')}) from stdin (format csv)`).writable();
       await pipeline(Readable.from(csvChunks), writable);
+    },
+    copyOut(statement: string, idleMs = 30_000): AsyncIterable<Buffer> | undefined {
+      if (copies >= copyLimit) return undefined;
+      return (async function* () {
+        // Counted from the first read: a copy that is never read never opens its connection.
+        copies += 1;
+        const connection = postgres(url, { max: 1, onnotice, connection: { application_name: `${applicationName}-copy` } });
+        const query = connection.unsafe(statement);
+        // The stream is read by its events, never destroyed: postgres.js pauses the socket when a
+        // push is refused, and a destroyed stream refuses every push, so its connection would
+        // never read again (not even the end of the connection).
+        const queue: Buffer[] = [];
+        let ended = false;
+        let failed: Error | undefined;
+        let dropping = false;
+        let wake: (() => void) | undefined;
+        let stream: Readable | undefined;
+        let finished = false;
+        try {
+          stream = (await query.readable()) as unknown as Readable;
+          const source = stream;
+          // COPY sends a message a row: they are handed on together, up to 1 MiB at a time.
+          let queued = 0;
+          source.on('data', (chunk: Buffer) => {
+            if (dropping) return;
+            queue.push(chunk);
+            queued += chunk.length;
+            if (queued >= 1_048_576) source.pause();
+            wake?.();
+          });
+          source.once('end', () => {
+            ended = true;
+            wake?.();
+          });
+          source.once('error', (error: Error) => {
+            failed = error;
+            wake?.();
+          });
+          for (;;) {
+            if (queue.length) {
+              const chunk = queue.length === 1 ? (queue[0] as Buffer) : Buffer.concat(queue, queued);
+              queue.length = 0;
+              queued = 0;
+              if (source.isPaused()) source.resume();
+              yield chunk;
+              continue;
+            }
+            if (failed) throw failed;
+            if (ended) break;
+            // postgres.js ends a COPY stream only on CopyDone: an error half-way would leave the
+            // reader waiting for ever, so silence is an error too.
+            let timer: NodeJS.Timeout | undefined;
+            const silent = await new Promise<boolean>((resolve) => {
+              wake = () => {
+                wake = undefined;
+                resolve(false);
+              };
+              timer = setTimeout(() => resolve(true), idleMs);
+            });
+            clearTimeout(timer);
+            wake = undefined;
+            if (silent) throw new Error(`COPY sent nothing for ${idleMs} ms`);
+          }
+          finished = true;
+        } finally {
+          copies -= 1;
+          if (!finished) {
+            // Stopped half-way: the server is told to stop (a cancel request), and what it sent
+            // meanwhile is read and dropped, until the connection is idle and can end.
+            dropping = true;
+            queue.length = 0;
+            stream?.resume();
+            query.cancel();
+            query.catch(() => {});
+          }
+          await connection.end({ timeout: 2 }).catch(() => {});
+        }
+      })();
     },
     cursor<T>(query: SQL, batchSize: number): AsyncIterable<T[]> {
       const compiled = dialect.sqlToQuery(query);

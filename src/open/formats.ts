@@ -7,7 +7,7 @@ import { datasetFormats, type DownloadFormat } from '../catalog/dcat.js';
 import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/index.js';
 import type { StoredRecord } from '../exchange/records.js';
-import { quoted } from '../exchange/tables.js';
+import { qualified, quoted, recordTable } from '../exchange/tables.js';
 import { rowBatches } from './query.js';
 
 export type FileFormat = 'csv' | 'json' | 'ndjson' | 'geojson' | 'xlsx';
@@ -231,6 +231,64 @@ export function encodeRecords(
   }
 }
 
+/**
+ * `COPY (select …) TO STDOUT (FORMAT csv, HEADER)` for a whole dataset, its values written as
+ * csvLineSql writes them (empty text as NULL: COPY would quote it); undefined when an item needs
+ * the rows (number). COPY takes no parameters: this is built from quoted identifiers alone.
+ */
+export function csvCopyStatement(resource: Resource, fields: string[]): string | undefined {
+  const columns: string[] = [];
+  for (const field of fields) {
+    const dataItem = resource.items.find((candidate) => candidate.name === field);
+    if (!dataItem || dataItem.type === 'number') return undefined;
+    const column = quoted(field);
+    const text = {
+      string: `nullif(${column}, '')`,
+      integer: column,
+      boolean: `case ${column} when true then 'true' when false then 'false' end`,
+      date: `${column}::text`,
+      datetime: `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
+    }[dataItem.type];
+    columns.push(`${text} as ${column}`);
+  }
+  if (!columns.length) return undefined;
+  const key = resource.record_key.map(quoted).join(', ');
+  return `copy (select ${columns.join(', ')} from ${qualified(recordTable(resource.code))} order by ${key}) to stdout (format csv, header)`;
+}
+
+const LF = 0x0a;
+const QUOTE = 0x22;
+const CRLF = Buffer.from('\r\n');
+
+/**
+ * COPY ends CSV lines with LF; RFC 4180 wants CRLF. Every LF outside quotes ends a record (one
+ * inside quotes is a value's own and stays); a doubled quote toggles twice, so the state holds.
+ */
+async function* crlfLines(chunks: AsyncIterable<Buffer>, bom: boolean, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  if (bom) yield Buffer.from('\ufeff');
+  let quotedValue = false;
+  for await (const chunk of chunks) {
+    signal?.throwIfAborted();
+    if (!quotedValue && chunk.indexOf(QUOTE) === -1) {
+      // No quoted value here (most chunks): every LF ends a record. latin1 keeps the bytes as they are.
+      yield Buffer.from(chunk.toString('latin1').replaceAll('\n', '\r\n'), 'latin1');
+      continue;
+    }
+    const parts: Buffer[] = [];
+    let start = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i];
+      if (byte === QUOTE) quotedValue = !quotedValue;
+      else if (byte === LF && !quotedValue) {
+        parts.push(chunk.subarray(start, i), CRLF);
+        start = i + 1;
+      }
+    }
+    parts.push(chunk.subarray(start));
+    yield Buffer.concat(parts);
+  }
+}
+
 export interface RecordStreamOptions {
   bom?: boolean;
   /** Stops the read between batches (prebuilding stops with the gateway). */
@@ -239,7 +297,8 @@ export interface RecordStreamOptions {
 
 /**
  * The matching records of a dataset in a file format, streamed in record-key order with constant
- * memory: CSV lines written by the database where it can (csvLineSql), rows encoded here otherwise.
+ * memory: a whole dataset's CSV by COPY on PostgreSQL, other CSV lines written by the database
+ * where it can (csvLineSql), rows encoded here otherwise.
  */
 export function recordStream(
   database: Database,
@@ -257,6 +316,10 @@ export function recordStream(
       yield batch;
     }
   }
+  // A whole dataset as CSV: PostgreSQL's COPY, on a connection of its own, when one is free.
+  const copy = format === 'csv' && where.length === 0 ? csvCopyStatement(resource, fields) : undefined;
+  const copied = copy ? database.copyOut?.(copy) : undefined;
+  if (copied) return Readable.from(crlfLines(copied, options.bom ?? false, signal), { objectMode: false });
   const line = format === 'csv' ? csvLineSql(resource, fields) : undefined;
   if (line) {
     const batches = checked(rowBatches(database, resource, fields, where, fetchRows, line));

@@ -4,7 +4,8 @@ import { sql } from 'drizzle-orm';
 import type { DataItem, Resource } from '../../src/catalog/index.js';
 import { filterSql } from '../../src/exchange/records.js';
 import { createTableStatements, qualified, recordTable } from '../../src/exchange/tables.js';
-import { csvLineSql, encodeRecords, recordStream } from '../../src/open/formats.js';
+import { rowsOf } from '../../src/db/index.js';
+import { csvCopyStatement, csvLineSql, encodeRecords, recordStream } from '../../src/open/formats.js';
 import { rowBatches } from '../../src/open/query.js';
 import { forEachDriver, freshDatabase } from '../helpers/app.js';
 
@@ -46,6 +47,7 @@ const rows: Array<[string, string | null, number | null, boolean | null, string 
   ['a08', ' leading and trailing spaces ', 5, false, null, null],
   ['a09', '=1+2 (not escaped: csv-stringify does not by default)', 6, true, null, null],
   ['a10', 'crlf\r\nin a value', 8, null, null, null],
+  ['a11', '\\.', 9, null, null, null],
 ];
 
 async function text(stream: NodeJS.ReadableStream): Promise<string> {
@@ -62,6 +64,17 @@ forEachDriver(t, 'CSV written by the database is byte for byte the CSV written r
       values (${id}, ${label}, ${n}, ${flag}, ${day}::date, ${at}::timestamptz)`);
   }
   t.ok(csvLineSql(resource, fields), 'every item of this resource can be written by the database');
+  t.ok(csvCopyStatement(resource, fields), 'and by COPY');
+  // Which whole-dataset downloads went through COPY (PostgreSQL has it; PGlite does not).
+  const copies: string[] = [];
+  const copyOut = database.copyOut?.bind(database);
+  if (copyOut) {
+    database.copyOut = (statement, idleMs) => {
+      copies.push(statement);
+      return copyOut(statement, idleMs);
+    };
+  }
+  t.equal(typeof copyOut, driver === 'postgres' ? 'function' : 'undefined');
 
   for (const batch of [3, 1000]) {
     for (const bom of [false, true]) {
@@ -70,6 +83,8 @@ forEachDriver(t, 'CSV written by the database is byte for byte the CSV written r
       t.equal(byDatabase, byRows, `batches of ${batch}${bom ? ', with a BOM' : ''}`);
     }
   }
+
+  t.equal(copies.length, driver === 'postgres' ? 4 : 0, 'on PostgreSQL every whole download above was a COPY');
 
   const csv = await text(recordStream(database, resource, 'csv', fields, [], 4));
   t.ok(csv.endsWith('\r\n'), 'lines end with CRLF');
@@ -90,5 +105,34 @@ forEachDriver(t, 'CSV written by the database is byte for byte the CSV written r
   // A number item is written row by row: the two sides write some floats differently.
   const withNumber = { ...resource, items: [...resource.items, item('x', 'number')] } as Resource;
   t.equal(csvLineSql(withNumber, ['id', 'x']), undefined);
+  t.equal(csvCopyStatement(withNumber, ['id', 'x']), undefined);
   t.ok(csvLineSql(withNumber, ['id', 'label']), 'unless the number is not asked for');
+
+  if (driver !== 'postgres') return; // COPY to the client exists on PostgreSQL alone (asserted above).
+  t.test('a COPY stopped half-way ends its connection; at most two run at once', async (t) => {
+    await database.db.execute(sql`insert into ${sql.raw(qualified(recordTable(resource.code)))} (id, label, n, flag)
+      select 'b' || lpad(g::text, 6, '0'), 'label ' || g, g, g % 2 = 0 from generate_series(1, 100000) as g`);
+    const copyConnections = async () =>
+      (await postgresClientCount(database)).filter((name) => name.endsWith('-copy')).length;
+    const statement = csvCopyStatement(resource, fields) as string;
+    const first = (database.copyOut?.(statement) as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    const second = (database.copyOut?.(statement) as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    t.match(String((await first.next()).value), /^id,label,n,flag,day,at\n/, 'the header comes first');
+    await second.next();
+    t.equal(database.copyOut?.(statement), undefined, 'a third waits its turn: the caller reads by cursor');
+    t.equal(await copyConnections(), 2);
+    await first.return?.(undefined);
+    await second.return?.(undefined);
+    for (let i = 0; i < 50 && (await copyConnections()) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    t.equal(await copyConnections(), 0, 'both connections are gone');
+    // The pool is untouched, and the next download is a COPY again.
+    const again = await text(recordStream(database, resource, 'csv', ['id'], [], 1000));
+    t.equal(again.split('\r\n').length, rows.length + 100_000 + 2, 'header, every row, and the final line end');
+  });
 });
+
+/** The application names of this database's client connections (PostgreSQL). */
+async function postgresClientCount(database: Awaited<ReturnType<typeof freshDatabase>>): Promise<string[]> {
+  const rows = await database.db.execute(sql`select application_name from pg_stat_activity where datname = current_database()`);
+  return (rowsOf<{ application_name: string }>(rows)).map((row) => row.application_name);
+}
