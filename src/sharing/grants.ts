@@ -49,7 +49,8 @@ function modeCovers(mode: string, act: Act): boolean {
  * so an expired grant stops access at the second it ends.
  */
 export class GrantCache {
-  private byAgency = new Map<string, Grant[]>();
+  /** Grants by agency and resource: a decision looks at one agency's grants on one resource. */
+  private byHolding = new Map<string, Grant[]>();
   /** The latest refresh of each recently changed grant, numbered. */
   private tickets = new Map<string, number>();
   private ticket = 0;
@@ -83,15 +84,15 @@ export class GrantCache {
     const startedAt = this.ticket;
     const rows = await this.database.db.select().from(grants).where(isNull(grants.revokedAt));
     const changedMeanwhile = new Set([...this.tickets].filter(([, ticket]) => ticket > startedAt).map(([id]) => id));
-    const byAgency = new Map<string, Grant[]>();
+    const byHolding = new Map<string, Grant[]>();
     const add = (grant: Grant) => {
-      const list = byAgency.get(grant.agency);
+      const list = byHolding.get(holding(grant.agency, grant.resource));
       if (list) list.push(grant);
-      else byAgency.set(grant.agency, [grant]);
+      else byHolding.set(holding(grant.agency, grant.resource), [grant]);
     };
     for (const grant of rows) if (!changedMeanwhile.has(grant.id)) add(grant);
-    for (const list of this.byAgency.values()) for (const grant of list) if (changedMeanwhile.has(grant.id)) add(grant);
-    this.byAgency = byAgency;
+    for (const list of this.byHolding.values()) for (const grant of list) if (changedMeanwhile.has(grant.id)) add(grant);
+    this.byHolding = byHolding;
     // Tickets older than this reload have nothing left to protect.
     for (const [id, ticket] of this.tickets) if (ticket <= startedAt) this.tickets.delete(id);
   }
@@ -107,16 +108,16 @@ export class GrantCache {
     if (this.tickets.get(grantId) !== ticket) return;
     this.forget(grantId);
     if (row && !row.revokedAt) {
-      const list = this.byAgency.get(row.agency);
+      const list = this.byHolding.get(holding(row.agency, row.resource));
       if (list) list.push(row);
-      else this.byAgency.set(row.agency, [row]);
+      else this.byHolding.set(holding(row.agency, row.resource), [row]);
     }
   }
 
   private forget(grantId: string) {
-    for (const [agency, list] of this.byAgency) {
+    for (const [holder, list] of this.byHolding) {
       const kept = list.filter((grant) => grant.id !== grantId);
-      if (kept.length !== list.length) this.byAgency.set(agency, kept);
+      if (kept.length !== list.length) this.byHolding.set(holder, kept);
     }
   }
 
@@ -128,8 +129,8 @@ export class GrantCache {
 
   decide({ caller, resource, act, fields, now }: DecisionRequest): Decision {
     if (resource.sharing.type === 'none') return { allow: false, fields: [], reason: 'sharing_not_allowed' };
-    const candidates = (this.byAgency.get(caller.agency) ?? []).filter(
-      (grant) => grant.resource === resource.code && (grant.clientId === null || grant.clientId === caller.clientId),
+    const candidates = (this.byHolding.get(holding(caller.agency, resource.code)) ?? []).filter(
+      (grant) => grant.clientId === null || grant.clientId === caller.clientId,
     );
     const current = candidates.filter((grant) => grant.validFrom <= now && grant.validUntil > now);
     if (current.length === 0) {
@@ -146,6 +147,11 @@ export class GrantCache {
     if (!covering) return { allow: false, fields: [], reason: 'field_not_granted' };
     return { allow: true, fields: fields ?? covering.fields, grant: covering };
   }
+}
+
+/** The key of an agency's grants on a resource (codes hold no spaces). */
+function holding(agency: string, resource: string): string {
+  return `${agency} ${resource}`;
 }
 
 export async function findGrant(db: Db, id: string): Promise<Grant | undefined> {
