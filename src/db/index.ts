@@ -63,8 +63,9 @@ export interface Database {
    * The output of `COPY … TO STDOUT`, on a connection of its own (PostgreSQL only). `statement`
    * takes no parameters, so it must be built from identifiers and constants alone. Undefined when
    * `copyLimit` copies are already running: the caller reads another way. A copy that is stopped
-   * half-way (the consumer returns or throws), or that sends nothing for `idleMs`, ends its
-   * connection, which ends the COPY on the server.
+   * half-way (the consumer returns or throws) is cancelled on the server and its connection
+   * closed; one that sends nothing for `idleMs` is an error (postgres.js does not end a COPY
+   * stream on a server error).
    */
   copyOut?(statement: string, idleMs?: number): AsyncIterable<Buffer> | undefined;
   close(): Promise<void>;
