@@ -64,8 +64,8 @@ export interface Database {
    * takes no parameters, so it must be built from identifiers and constants alone. Undefined when
    * `copyLimit` copies are already running: the caller reads another way. A copy that is stopped
    * half-way (the consumer returns or throws) is cancelled on the server and its connection
-   * closed; one that sends nothing for `idleMs` is an error (postgres.js does not end a COPY
-   * stream on a server error).
+   * closed. A server error half-way is an error of the read (never a short file that looks
+   * whole), and so is `idleMs` without a byte (a connection that hangs).
    */
   copyOut?(statement: string, idleMs?: number): AsyncIterable<Buffer> | undefined;
   close(): Promise<void>;
@@ -199,8 +199,8 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
             }
             if (failed) throw failed;
             if (ended) break;
-            // postgres.js ends a COPY stream only on CopyDone: an error half-way would leave the
-            // reader waiting for ever, so silence is an error too.
+            // A server error arrives as the stream's error; a connection that hangs sends
+            // nothing at all, so long silence is an error too.
             let timer: NodeJS.Timeout | undefined;
             const silent = await new Promise<boolean>((resolve) => {
               wake = () => {

@@ -129,6 +129,43 @@ forEachDriver(t, 'CSV written by the database is byte for byte the CSV written r
     const again = await text(recordStream(database, resource, 'csv', ['id'], [], 1000));
     t.equal(again.split('\r\n').length, rows.length + 100_000 + 2, 'header, every row, and the final line end');
   });
+
+  t.test('a COPY the server breaks off half-way is an error, not a download that looks whole', async (t) => {
+    // Division by zero at the 50,000th row.
+    const broken = database.copyOut?.('copy (select 1 / (g - 50000) from generate_series(1, 100000) as g) to stdout (format csv)', 500) as AsyncIterable<Buffer>;
+    let bytes = 0;
+    let failure: Error | undefined;
+    try {
+      for await (const chunk of broken) bytes += chunk.length;
+    } catch (error) {
+      failure = error as Error;
+    }
+    t.match(failure?.message, /division by zero/, 'the server\'s error ends the read');
+    t.ok(bytes > 0, 'the rows before the error came through');
+    for (let i = 0; i < 50 && (await postgresClientCount(database)).some((name) => name.endsWith('-copy')); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    t.notOk((await postgresClientCount(database)).some((name) => name.endsWith('-copy')), 'and its connection is closed');
+
+    // A connection that hangs sends nothing at all: long silence is an error too, and the COPY is cancelled.
+    const silent = database.copyOut?.(
+      "copy (select case when g = 5000 then pg_sleep(5)::text else repeat('x', 20) end from generate_series(1, 5000) as g) to stdout",
+      300,
+    ) as AsyncIterable<Buffer>;
+    const started = Date.now();
+    let silence: Error | undefined;
+    try {
+      for await (const _chunk of silent);
+    } catch (error) {
+      silence = error as Error;
+    }
+    t.match(silence?.message, /COPY sent nothing for 300 ms/);
+    t.ok(Date.now() - started < 4000, 'without waiting for the server');
+    for (let i = 0; i < 50 && (await postgresClientCount(database)).some((name) => name.endsWith('-copy')); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    t.notOk((await postgresClientCount(database)).some((name) => name.endsWith('-copy')), 'its connection is closed as well');
+  });
 });
 
 /** The application names of this database's client connections (PostgreSQL). */
