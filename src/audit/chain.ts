@@ -75,24 +75,30 @@ function canonicalValue(value: unknown): string | undefined {
  * so); anything else (another shape, a surrogate) goes through the general algorithm. The same
  * bytes either way (test/audit/chain.test.ts), at a fraction of the cost on every request.
  */
-export function canonicalRecord(content: Omit<AuditRecord, 'hash'>): string {
+export function canonicalRecord(content: Omit<AuditRecord, 'hash'> | AuditRecord): string {
   const values = content as unknown as Record<string, unknown>;
-  if (Object.keys(values).length === HASHED_KEYS.length) {
+  // The record's own hash is never part of what it hashes.
+  const keys = Object.keys(values).length - ('hash' in values ? 1 : 0);
+  if (keys === HASHED_KEYS.length) {
     let out = '{';
     for (const key of HASHED_KEYS) {
       const value = canonicalValue(values[key]);
-      if (value === undefined) return canonicalize(content) as string;
+      if (value === undefined) return general(content);
       out += `${out.length > 1 ? ',' : ''}"${key}":${value}`;
     }
     return `${out}}`;
   }
+  return general(content);
+}
+
+function general(record: Omit<AuditRecord, 'hash'> | AuditRecord): string {
+  const { hash: _ignored, ...content } = record as AuditRecord;
   return canonicalize(content) as string;
 }
 
 /** SHA-256 over the RFC 8785 canonical form of the record, its own hash left out. */
 export function recordHash(record: Omit<AuditRecord, 'hash'> | AuditRecord): string {
-  const { hash: _ignored, ...content } = record as AuditRecord;
-  return createHash('sha256').update(canonicalRecord(content)).digest('hex');
+  return createHash('sha256').update(canonicalRecord(record)).digest('hex');
 }
 
 /** What a checkpoint's signature covers, canonical. */

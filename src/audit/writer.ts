@@ -25,30 +25,12 @@ export interface AuditWriterOptions {
 }
 
 interface Pending {
-  record: Omit<AuditRecord, 'chain_id' | 'seq' | 'prev_hash' | 'hash'>;
+  /** Chained (chain_id, seq, prev_hash, hash) when its batch is written. */
+  record: AuditRecord;
   resolve: (id: string) => void;
   reject: (error: Error) => void;
 }
 
-const NULL_FIELDS = {
-  request_id: null,
-  client_id: null,
-  agency: null,
-  on_behalf_of: null,
-  resource: null,
-  provider: null,
-  purpose: null,
-  legal_basis: null,
-  grant_id: null,
-  subject_refs: null,
-  fields: null,
-  row_count: null,
-  status: null,
-  reason: null,
-  latency_ms: null,
-  bytes: null,
-  client_address: null,
-} as const;
 
 /**
  * The audit trail's writer: one hash chain per instance, group commit. `record()` queues a record
@@ -87,8 +69,35 @@ export class AuditWriter {
 
   record(input: AuditInput): Promise<string> {
     if (this.closed) return Promise.reject(new AuditUnavailable());
-    const { occurred_at, ...rest } = input;
-    const record = { ...NULL_FIELDS, ...rest, id: randomUUID(), occurred_at: occurred_at ?? new Date().toISOString() };
+    // Every field written out, in one shape: each request makes one of these, and the chain
+    // fields are filled in place when its batch is written (no copies on the way).
+    const record: AuditRecord = {
+      id: randomUUID(),
+      chain_id: this.chainId,
+      seq: 0,
+      prev_hash: '',
+      hash: '',
+      occurred_at: input.occurred_at ?? new Date().toISOString(),
+      request_id: input.request_id ?? null,
+      client_id: input.client_id ?? null,
+      agency: input.agency ?? null,
+      on_behalf_of: input.on_behalf_of ?? null,
+      action: input.action,
+      resource: input.resource ?? null,
+      provider: input.provider ?? null,
+      purpose: input.purpose ?? null,
+      legal_basis: input.legal_basis ?? null,
+      grant_id: input.grant_id ?? null,
+      subject_refs: input.subject_refs ?? null,
+      fields: input.fields ?? null,
+      row_count: input.row_count ?? null,
+      outcome: input.outcome,
+      status: input.status ?? null,
+      reason: input.reason ?? null,
+      latency_ms: input.latency_ms ?? null,
+      bytes: input.bytes ?? null,
+      client_address: input.client_address ?? null,
+    };
     return new Promise((resolve, reject) => {
       this.queue.push({ record, resolve, reject });
       if (!this.scheduled) {
@@ -116,10 +125,11 @@ export class AuditWriter {
       let prev = this.head;
       const records = batch.map(({ record }) => {
         seq += 1;
-        const chained = { ...record, chain_id: this.chainId, seq, prev_hash: prev };
-        const hash = recordHash(chained);
-        prev = hash;
-        return { ...chained, hash };
+        record.seq = seq;
+        record.prev_hash = prev;
+        record.hash = recordHash(record);
+        prev = record.hash;
+        return record;
       });
       try {
         await this.db.execute(insertBatch(records));
@@ -216,8 +226,8 @@ const INSERT_TAIL = sql.raw(`::text::jsonb) as batch(${COLUMNS.map(([name, type]
  * instead of a query builder's walk over every value.
  */
 export function insertBatch(records: AuditRecord[]): SQL {
-  const rows = records.map((record) => Object.fromEntries(COLUMNS.map(([name]) => [name, record[name] ?? null])));
-  return sql`${INSERT_HEAD}${JSON.stringify(rows)}${INSERT_TAIL}`;
+  // A record's keys are the columns: jsonb_to_recordset takes each by its name.
+  return sql`${INSERT_HEAD}${JSON.stringify(records)}${INSERT_TAIL}`;
 }
 
 /** A stored row back in the record's wire form (what the hash covers). */
