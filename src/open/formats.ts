@@ -50,21 +50,30 @@ function pick(row: StoredRecord, fields: string[]): Record<string, unknown> {
  * (1e+15 against 1000000000000000), so those datasets are written row by row.
  */
 export function csvLineSql(resource: Resource, fields: string[]): SQL | undefined {
-  const parts: SQL[] = [];
+  const texts = csvTexts(resource, fields, (column) => `case when ${column} ~ '[",\r\n]' then '"' || replace(${column}, '"', '""') || '"' else ${column} end`);
+  return texts?.length ? sql.raw(texts.map(({ text }) => `coalesce(${text}, '')`).join(` || ',' || `)) : undefined;
+}
+
+/**
+ * Each field's value as the CSV text the JSON formats give, in SQL (strings as `string` makes
+ * them), or undefined when an item needs the rows (number).
+ */
+function csvTexts(resource: Resource, fields: string[], string: (column: string) => string): Array<{ column: string; text: string }> | undefined {
+  const texts: Array<{ column: string; text: string }> = [];
   for (const field of fields) {
     const dataItem = resource.items.find((candidate) => candidate.name === field);
     if (!dataItem || dataItem.type === 'number') return undefined;
     const column = quoted(field);
     const text = {
-      string: `case when ${column} ~ '[",\r\n]' then '"' || replace(${column}, '"', '""') || '"' else ${column} end`,
+      string: string(column),
       integer: `${column}::text`,
       boolean: `case ${column} when true then 'true' when false then 'false' end`,
       date: `${column}::text`,
       datetime: `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
     }[dataItem.type];
-    parts.push(sql.raw(`coalesce(${text}, '')`));
+    texts.push({ column, text });
   }
-  return parts.length ? sql.join(parts, sql.raw(` || ',' || `)) : undefined;
+  return texts;
 }
 
 function csvHeader(fields: string[], bom: boolean): string {
@@ -237,23 +246,11 @@ export function encodeRecords(
  * the rows (number). COPY takes no parameters: this is built from quoted identifiers alone.
  */
 export function csvCopyStatement(resource: Resource, fields: string[]): string | undefined {
-  const columns: string[] = [];
-  for (const field of fields) {
-    const dataItem = resource.items.find((candidate) => candidate.name === field);
-    if (!dataItem || dataItem.type === 'number') return undefined;
-    const column = quoted(field);
-    const text = {
-      string: `nullif(${column}, '')`,
-      integer: column,
-      boolean: `case ${column} when true then 'true' when false then 'false' end`,
-      date: `${column}::text`,
-      datetime: `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
-    }[dataItem.type];
-    columns.push(`${text} as ${column}`);
-  }
-  if (!columns.length) return undefined;
+  const texts = csvTexts(resource, fields, (column) => `nullif(${column}, '')`);
+  if (!texts?.length) return undefined;
   const key = resource.record_key.map(quoted).join(', ');
-  return `copy (select ${columns.join(', ')} from ${qualified(recordTable(resource.code))} order by ${key}) to stdout (format csv, header)`;
+  const columns = texts.map(({ column, text }) => `${text} as ${column}`).join(', ');
+  return `copy (select ${columns} from ${qualified(recordTable(resource.code))} order by ${key}) to stdout (format csv, header)`;
 }
 
 const LF = 0x0a;
