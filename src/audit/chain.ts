@@ -44,12 +44,39 @@ export interface Checkpoint {
 /** The `prev_hash` of a chain's first record. */
 export const GENESIS_HASH = '0'.repeat(64);
 
-/** The keys a record's hash covers (all but `hash`), in RFC 8785 order (by UTF-16 code units). */
-const HASHED_KEYS = [
-  'action', 'agency', 'bytes', 'chain_id', 'client_address', 'client_id', 'fields', 'grant_id', 'id', 'latency_ms',
-  'legal_basis', 'occurred_at', 'on_behalf_of', 'outcome', 'prev_hash', 'provider', 'purpose', 'reason', 'request_id',
-  'resource', 'row_count', 'seq', 'status', 'subject_refs',
-] as const satisfies ReadonlyArray<Exclude<keyof AuditRecord, 'hash'>>;
+/** The stored columns of a record, in its wire names, with their SQL types. */
+export const AUDIT_COLUMNS: ReadonlyArray<readonly [keyof AuditRecord, string]> = [
+  ['id', 'text'],
+  ['chain_id', 'text'],
+  ['seq', 'bigint'],
+  ['prev_hash', 'text'],
+  ['hash', 'text'],
+  ['occurred_at', 'timestamptz'],
+  ['request_id', 'text'],
+  ['client_id', 'text'],
+  ['agency', 'text'],
+  ['on_behalf_of', 'text'],
+  ['action', 'text'],
+  ['resource', 'text'],
+  ['provider', 'text'],
+  ['purpose', 'text'],
+  ['legal_basis', 'text'],
+  ['grant_id', 'text'],
+  ['subject_refs', 'text[]'],
+  ['fields', 'text[]'],
+  ['row_count', 'integer'],
+  ['outcome', 'text'],
+  ['status', 'integer'],
+  ['reason', 'text'],
+  ['latency_ms', 'double precision'],
+  ['bytes', 'bigint'],
+  ['client_address', 'text'],
+];
+
+/** The keys a record's hash covers (all but `hash`), in RFC 8785 order (by UTF-16 code units, as sort() compares). */
+const HASHED_KEYS = AUDIT_COLUMNS.map(([name]) => name)
+  .filter((name) => name !== 'hash')
+  .sort();
 const SURROGATE = /[\uD800-\uDFFF]/;
 
 /** One value of a record as RFC 8785 writes it, or undefined when it needs the general algorithm. */

@@ -6,7 +6,7 @@ import type { Db } from '../db/index.js';
 import { auditChains, auditCheckpoints, auditEvents } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
 import type { KeyStore } from '../identity/index.js';
-import { checkpointPayload, GENESIS_HASH, recordHash, type AuditRecord, type Checkpoint } from './chain.js';
+import { AUDIT_COLUMNS, checkpointPayload, GENESIS_HASH, recordHash, type AuditRecord, type Checkpoint } from './chain.js';
 
 export const AuditUnavailable = defineProblem<[]>(
   'audit_unavailable',
@@ -188,37 +188,9 @@ export function subjectRef(key: Buffer | KeyObject, value: string): string {
   return createHmac('sha256', key).update(value.trim().toUpperCase()).digest('hex');
 }
 
-/** The stored columns, in the record's wire names, with their SQL types. */
-const COLUMNS: ReadonlyArray<readonly [keyof AuditRecord, string]> = [
-  ['id', 'text'],
-  ['chain_id', 'text'],
-  ['seq', 'bigint'],
-  ['prev_hash', 'text'],
-  ['hash', 'text'],
-  ['occurred_at', 'timestamptz'],
-  ['request_id', 'text'],
-  ['client_id', 'text'],
-  ['agency', 'text'],
-  ['on_behalf_of', 'text'],
-  ['action', 'text'],
-  ['resource', 'text'],
-  ['provider', 'text'],
-  ['purpose', 'text'],
-  ['legal_basis', 'text'],
-  ['grant_id', 'text'],
-  ['subject_refs', 'text[]'],
-  ['fields', 'text[]'],
-  ['row_count', 'integer'],
-  ['outcome', 'text'],
-  ['status', 'integer'],
-  ['reason', 'text'],
-  ['latency_ms', 'double precision'],
-  ['bytes', 'bigint'],
-  ['client_address', 'text'],
-];
-const names = COLUMNS.map(([name]) => name).join(', ');
+const names = AUDIT_COLUMNS.map(([name]) => name).join(', ');
 const INSERT_HEAD = sql.raw(`insert into audit_events (${names}) select ${names} from jsonb_to_recordset(`);
-const INSERT_TAIL = sql.raw(`::text::jsonb) as batch(${COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')})`);
+const INSERT_TAIL = sql.raw(`::text::jsonb) as batch(${AUDIT_COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')})`);
 
 /**
  * One insert for a whole batch, its rows as one JSON parameter: the statement is the same for

@@ -89,15 +89,15 @@ function versioned(document: object, contentHash: string, change: CatalogChange,
   return { document, contentHash, version: change.version, retiredAt: null, updatedAt: now };
 }
 
+/** NOTIFY channel of catalog changes: the payload is a resource code, or `*` for any. */
+export const CATALOG_CHANNEL = 'govdata_catalog';
+
 /**
  * Make the database's catalog what the (already validated) files say, in one transaction: new
  * entries are created at version 1, changed ones get the next version, entries no longer in the
  * files are retired (never deleted), and every change leaves a history row. Two instances syncing
  * at once are serialised by a transaction-scoped advisory lock.
  */
-/** NOTIFY channel of catalog changes: the payload is a resource code, or `*` for any. */
-export const CATALOG_CHANNEL = 'govdata_catalog';
-
 export async function syncCatalog(db: Db, catalog: Catalog, source: string): Promise<SyncReport> {
   const catalogHash = contentHash(catalog);
   return db.transaction(async (tx) => {

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 
 /** Entity tags compared as RFC 9110 says: weakly for If-None-Match, strongly for If-Range. */
-export function opaque(tag: string): string {
+function opaque(tag: string): string {
   return tag.startsWith('W/') ? tag.slice(2) : tag;
 }
 

@@ -85,13 +85,8 @@ export class GrantCache {
     const rows = await this.database.db.select().from(grants).where(isNull(grants.revokedAt));
     const changedMeanwhile = new Set([...this.tickets].filter(([, ticket]) => ticket > startedAt).map(([id]) => id));
     const byHolding = new Map<string, Grant[]>();
-    const add = (grant: Grant) => {
-      const list = byHolding.get(holding(grant.agency, grant.resource));
-      if (list) list.push(grant);
-      else byHolding.set(holding(grant.agency, grant.resource), [grant]);
-    };
-    for (const grant of rows) if (!changedMeanwhile.has(grant.id)) add(grant);
-    for (const list of this.byHolding.values()) for (const grant of list) if (changedMeanwhile.has(grant.id)) add(grant);
+    for (const grant of rows) if (!changedMeanwhile.has(grant.id)) file(byHolding, grant);
+    for (const list of this.byHolding.values()) for (const grant of list) if (changedMeanwhile.has(grant.id)) file(byHolding, grant);
     this.byHolding = byHolding;
     // Tickets older than this reload have nothing left to protect.
     for (const [id, ticket] of this.tickets) if (ticket <= startedAt) this.tickets.delete(id);
@@ -107,11 +102,7 @@ export class GrantCache {
     const [row] = await this.database.db.select().from(grants).where(eq(grants.id, grantId));
     if (this.tickets.get(grantId) !== ticket) return;
     this.forget(grantId);
-    if (row && !row.revokedAt) {
-      const list = this.byHolding.get(holding(row.agency, row.resource));
-      if (list) list.push(row);
-      else this.byHolding.set(holding(row.agency, row.resource), [row]);
-    }
+    if (row && !row.revokedAt) file(this.byHolding, row);
   }
 
   private forget(grantId: string) {
@@ -152,6 +143,14 @@ export class GrantCache {
 /** The key of an agency's grants on a resource (codes hold no spaces). */
 function holding(agency: string, resource: string): string {
   return `${agency} ${resource}`;
+}
+
+/** Put a grant with the others of its agency on its resource. */
+function file(byHolding: Map<string, Grant[]>, grant: Grant): void {
+  const key = holding(grant.agency, grant.resource);
+  const list = byHolding.get(key);
+  if (list) list.push(grant);
+  else byHolding.set(key, [grant]);
 }
 
 export async function findGrant(db: Db, id: string): Promise<Grant | undefined> {
