@@ -12,12 +12,15 @@ import exchange from './exchange/index.js';
 import open from './open/index.js';
 import identity from './identity/index.js';
 import auth from './plugins/auth.js';
+import { clientErrorHandler } from './plugins/client-errors.js';
+import background from './plugins/background.js';
 import database from './plugins/database.js';
 import docs from './plugins/docs.js';
 import errors from './plugins/errors.js';
 import health from './plugins/health.js';
 import metrics from './plugins/metrics.js';
 import security from './plugins/security.js';
+import textHeaders from './plugins/text-headers.js';
 import sharing from './sharing/index.js';
 
 export interface BuildOptions {
@@ -59,6 +62,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
     return503OnClosing: true,
+    // Requests the HTTP parser refuses are answered as problem+json too.
+    clientErrorHandler,
     // Start-up migrates, syncs the catalog and may load demo data: minutes on a big or busy database.
     pluginTimeout: 300_000,
     ajv: {
@@ -85,11 +90,17 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   // Request bodies are JSON (and forms where an RFC says so): plain text is refused with 415.
   app.removeContentTypeParser('text/plain');
   await app.register(errors);
+  // Header text is decoded before anything reads it (the token check, the audit trail); registered
+  // ahead of every encapsulated plugin, so that all their requests carry its decoration.
+  await app.register(textHeaders);
   await app.register(database, {
     url: config.DATABASE_URL,
     poolMax: config.DATABASE_POOL_MAX,
+    closeWithinMs: config.SHUTDOWN_GRACE_MS,
     ...(options.database ? { database: options.database } : {}),
   });
+  // Right after the database: closing waits for background work before the database closes.
+  await app.register(background);
   await app.register(security, { config });
   // Hash-based ETags and 304 on If-None-Match for cacheable GET answers. Registered before the
   // audit trail, so that its record shows the 304 that is actually sent.
@@ -102,7 +113,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   await app.register(audit, { config });
   await app.register(catalog, { config });
   await app.register(sharing, { config });
-  await app.register(exchange, { config });
+  await app.register(exchange);
   await app.register(open, { config });
 
   return app;

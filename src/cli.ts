@@ -2,10 +2,13 @@ import { writeFile, readFile } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
 import type { JSONWebKeySet, JWK } from 'jose';
 import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { hostname } from 'node:os';
 import cliProgress from 'cli-progress';
 import { findResource } from './catalog/index.js';
 import { seedDemo } from './demo/seed.js';
+import { DEMO_SUPERVISOR_AGENCY, demoCredentialsFile, seedDemoClients, writeDemoCredentials } from './demo/clients.js';
+import { withDemoDefaults } from './startup.js';
 import { seedOpenDemo, type OpenDemo } from './demo/open.js';
 import { allDatasets, DownloadFiles, findDataset } from './open/index.js';
 import { importFile, ImportRejected, type ImportReport } from './exchange/index.js';
@@ -13,7 +16,7 @@ import { and, desc, eq } from 'drizzle-orm';
 import { applyRetention } from './audit/partitions.js';
 import { AuditWriter } from './audit/writer.js';
 import { applications, grants } from './db/schema.js';
-import { decide as decideApplication, findApplication, GRANTS_CHANNEL, grantView } from './sharing/index.js';
+import { calendarFrom, decide as decideApplication, findApplication, GRANTS_CHANNEL, grantView } from './sharing/index.js';
 import type { DecisionInput } from './sharing/applications.js';
 import { exportMonth, verifyDatabase, verifyExportFile, type VerifyReport } from './audit/verify.js';
 import pino from 'pino';
@@ -395,11 +398,15 @@ export function buildCli(io: CliIo = processIo): Command {
     .description('load the deterministic demo records: residents, students and enterprises; with --open, the open datasets too')
     .option('--size <size>', 'small (thousands of rows) or bench (1,000,000 residents, 300,000 students)', 'small')
     .option('--open <open>', 'also the open data: small (divisions down to towns, stations) or full (and the 620,573 villages)')
-    .option('--no-exchange', 'only the open data (with --open)')
-    .action(async (options: { size: string; open?: string; exchange: boolean }) => {
+    .option('--no-exchange', 'only the open data (with --open), or only the clients (with --clients)')
+    .option('--clients', 'also the demo clients and their grants; ids and secrets go to the --credentials file')
+    .option('--credentials <file>', 'where --clients writes the ids and secrets (mode 0600)')
+    .action(async (options: { size: string; open?: string; exchange: boolean; clients?: boolean; credentials?: string }) => {
       if (options.size !== 'small' && options.size !== 'bench') throw new CliError('--size is small or bench');
       if (options.open !== undefined && options.open !== 'small' && options.open !== 'full') throw new CliError('--open is small or full');
-      if (!options.exchange && options.open === undefined) throw new CliError('--no-exchange leaves nothing to load: add --open small|full');
+      if (!options.exchange && options.open === undefined && !options.clients) {
+        throw new CliError('--no-exchange leaves nothing to load: add --open small|full or --clients');
+      }
       await withDatabase(async (database) => {
         const started = Date.now();
         const progress = (resource: string, rows: number) => {
@@ -407,14 +414,39 @@ export function buildCli(io: CliIo = processIo): Command {
         };
         const reports = options.exchange ? await seedDemo(database, options.size as 'small' | 'bench', progress) : [];
         if (options.open) reports.push(...(await seedOpenDemo(database, options.open as OpenDemo, progress)));
-        if (process.stderr.isTTY) process.stderr.write('\n');
-        const rows = reports.reduce((n, r) => n + r.rows, 0);
-        const seconds = (Date.now() - started) / 1000;
-        for (const r of reports) io.stdout(`${r.resource}: ${r.rows} rows in ${r.seconds} s\n`);
-        io.stdout(`${rows} rows in ${seconds.toFixed(1)} s (${Math.round(rows / seconds)} rows/s)\n`);
+        if (process.stderr.isTTY && reports.length) process.stderr.write('\n');
+        if (reports.length) {
+          const rows = reports.reduce((n, r) => n + r.rows, 0);
+          const seconds = (Date.now() - started) / 1000;
+          for (const r of reports) io.stdout(`${r.resource}: ${r.rows} rows in ${r.seconds} s\n`);
+          io.stdout(`${rows} rows in ${seconds.toFixed(1)} s (${Math.round(rows / seconds)} rows/s)\n`);
+        }
+        if (options.clients) await demoClientsCommand(database, options.credentials);
         await prebuild(database, reports.map((r) => r.resource));
       }, { needsCatalog: true });
     });
+
+  /** The demo's clients and grants (audited as the operator's acts), their secrets written to a file only. */
+  async function demoClientsCommand(database: Database, file?: string) {
+    const settings = config();
+    const target = resolve(file ?? (database.driver === 'pglite' && database.location !== 'memory://' ? demoCredentialsFile(database.location) : './data/demo-credentials.json'));
+    await withAudit(database, async (writer) => {
+      const credentials = await seedDemoClients(database, {
+        record: (input) => writer.record(input),
+        settings: {
+          maxDurationDays: settings.SHARING_MAX_DURATION_DAYS,
+          decisionWorkingDays: settings.SHARING_DECISION_WORKING_DAYS,
+          calendar: calendarFrom(settings.PUBLIC_HOLIDAYS, settings.MAKEUP_WORKDAYS),
+        },
+        now: new Date(),
+      });
+      await writeDemoCredentials(target, credentials);
+    });
+    io.stdout(`demo clients (consumer, provider, supervisor, admin): ids and secrets in ${target}\n`);
+    if (!withDemoDefaults(settings).SUPERVISOR_AGENCIES.split(',').includes(DEMO_SUPERVISOR_AGENCY)) {
+      io.stdout(`the supervisor sees every agency's exchanges once the gateway runs with SUPERVISOR_AGENCIES=${DEMO_SUPERVISOR_AGENCY}\n`);
+    }
+  }
 
   /** Prebuild the download files of the open datasets among `codes`: after an import when enabled, or when asked. */
   async function prebuild(database: Database, codes: string[], asked = false) {

@@ -145,7 +145,7 @@ export const ConfigSchema = Type.Object(
     }),
     SUPERVISOR_AGENCIES: Type.String({
       default: '',
-      description: 'Comma-separated agency codes whose audit:read covers every agency (电子监察).',
+      description: 'Comma-separated agency codes whose audit:read covers every agency (电子监察). Unset on the embedded demo (DEMO_DATA=auto on PGlite): zj-dsj, the demo supervisor.',
     }),
     SHARING_MAX_DURATION_DAYS: Type.Integer({
       default: 365,
@@ -173,7 +173,7 @@ export const ConfigSchema = Type.Object(
       type: 'string',
       enum: ['auto', 'off'],
       default: 'auto',
-      description: 'auto: on an embedded PGlite database whose demo resources are empty, load the small demo data at start-up, and the open demo data (divisions of China; the villages in the background).',
+      description: 'auto: on an embedded PGlite database whose demo resources are empty, load the small demo data at start-up, and the open demo data (divisions of China; the villages in the background); on a PGlite directory also the demo clients, their ids and secrets in demo-credentials.json beside it.',
     }),
     OPEN_DATA_DIR: Type.String({
       default: './data/downloads',
@@ -258,15 +258,21 @@ interface AjvErrorLike {
   params: Record<string, unknown>;
 }
 
+/** A variable of the schema set to the empty string is not set, as twelve-factor services read it: its default applies. */
+function withoutEmpty(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const known = new Set<string>(configVariables);
+  return Object.fromEntries(Object.entries(env).filter(([name, value]) => !(value === '' && known.has(name))));
+}
+
 /**
  * Validate an environment (process.env by default) and return the typed configuration.
  * A bad value throws a ConfigError whose message is one line naming the variable and what is
- * wrong; values are not echoed back since some variables hold secrets.
+ * wrong; values are not echoed back since some variables hold secrets. An empty value means unset.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   let config: Config;
   try {
-    config = envSchema<Config>({ schema: ConfigSchema, data: env, env: false });
+    config = envSchema<Config>({ schema: ConfigSchema, data: withoutEmpty(env), env: false });
   } catch (error) {
     const errors = (error as { errors?: AjvErrorLike[] }).errors;
     if (!errors?.length) throw error;

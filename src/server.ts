@@ -1,8 +1,10 @@
 import closeWithGrace from 'close-with-grace';
-import { buildApp } from './app.js';
+import { buildApp, type App } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { DatabaseInUseError } from './db/index.js';
 import { KeyDecryptionError } from './identity/index.js';
+import { gatewayLogger } from './logger.js';
+import { prepareGateway, withDemoDefaults } from './startup.js';
 
 /**
  * The only file that listens. Start-up problems an operator can fix (a bad variable, a data
@@ -11,32 +13,48 @@ import { KeyDecryptionError } from './identity/index.js';
 export async function startServer(env: NodeJS.ProcessEnv = process.env) {
   let config: Config;
   try {
-    config = loadConfig(env);
+    config = withDemoDefaults(loadConfig(env));
   } catch (error) {
     if (error instanceof ConfigError) return fail(`configuration error: ${error.message}`);
     throw error;
   }
+  const logger = gatewayLogger(config);
 
-  let app: Awaited<ReturnType<typeof buildApp>>;
+  // On SIGINT/SIGTERM, at any moment of the start or after: the start-up step under way gives up
+  // (a load rolls back), background work stops, in-flight requests finish, what plugins opened is
+  // closed; past the grace period, or on a second signal, exit anyway.
+  const stopping = new AbortController();
+  let app: App | undefined;
+  let step: Promise<unknown> = Promise.resolve();
+  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger }, async ({ signal, err }) => {
+    if (err) logger.error({ err }, 'shutting down after an uncaught error');
+    else logger.info({ signal }, 'shutting down');
+    stopping.abort();
+    await step.catch(() => {});
+    await app?.close();
+  });
+
   try {
-    app = await buildApp(config);
-    await app.ready();
+    step = buildApp(config, { logger }).then(async (built) => {
+      app = built;
+      await built.ready();
+    });
+    await step;
+    if (stopping.signal.aborted) return undefined;
+    step = prepareGateway(app as unknown as App, config, stopping.signal);
+    await step;
   } catch (error) {
+    if (stopping.signal.aborted) return undefined;
     if (error instanceof DatabaseInUseError || error instanceof KeyDecryptionError) return fail(error.message);
     if (error instanceof ConfigError) return fail(`configuration error: ${error.message}`);
     throw error;
   }
+  if (stopping.signal.aborted) return undefined;
 
-  // On SIGINT/SIGTERM: stop accepting, finish in-flight requests, flush and close what plugins
-  // opened; past the grace period, or on a second signal, exit anyway.
-  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger: app.log }, async ({ signal, err }) => {
-    if (err) app.log.error({ err }, 'shutting down after an uncaught error');
-    else app.log.info({ signal }, 'shutting down');
-    await app.close();
-  });
-
-  await app.listen({ host: config.HOST, port: config.PORT });
-  return app;
+  const ready = app as unknown as App;
+  step = ready.listen({ host: config.HOST, port: config.PORT });
+  await step;
+  return ready;
 }
 
 function fail(message: string): never {

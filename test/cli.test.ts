@@ -57,7 +57,7 @@ t.test('gateway openapi --check tells a stale file from a current one', async (t
 t.test('gateway catalog validate: the shipped catalog passes, a broken copy fails with file and pointer', async (t) => {
   const good = io();
   t.equal(await runCli(['catalog', 'validate'], good.io), 0);
-  t.match(good.out.join(''), /catalog: valid, 8 agencies, 37 resources\n$/);
+  t.match(good.out.join(''), /catalog: valid, 9 agencies, 37 resources\n$/);
 
   const dir = copyCatalog(t);
   editCatalogFile(dir, 'zj-edu/330000-EDU-00001.yaml', /^theme: education$/m, 'theme: cooking');
@@ -75,7 +75,7 @@ t.test('gateway catalog sync: one transaction, a report, nothing synced when inv
   const env = { DATABASE_URL: join(dir, '..', 'pglite') };
   const first = io(env);
   t.equal(await runCli(['catalog', 'sync', dir], first.io), 0);
-  t.match(first.out.at(-1), /^sync 1: 45 created, 0 updated, 0 retired, 0 unchanged\n$/);
+  t.match(first.out.at(-1), /^sync 1: 46 created, 0 updated, 0 retired, 0 unchanged\n$/);
   t.ok(first.out.includes('created resource 330000-EDU-00001 v1\n'));
 
   editCatalogFile(dir, 'zj-amr/330000-AMR-00002.yaml', /^summary: .*$/m, 'summary: 行政处罚信息，已更新。');
@@ -84,7 +84,7 @@ t.test('gateway catalog sync: one transaction, a report, nothing synced when inv
   t.match(JSON.parse(second.out.join('')), {
     sync_id: 2,
     updated: 1,
-    unchanged: 44,
+    unchanged: 45,
     changes: [{ code: '330000-AMR-00002', change: 'updated', version: 2, fields: ['summary'] }],
   });
 

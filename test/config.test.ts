@@ -23,6 +23,17 @@ t.test('values are coerced from strings', async (t) => {
   t.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }).TRUST_PROXY, '10.0.0.0/8');
 });
 
+t.test('a variable set to the empty string is not set: its default applies', async (t) => {
+  const config = loadConfig({ DATABASE_URL: '', PORT: '', KEY_ENCRYPTION_KEY: '', TRUST_PROXY: '', LOG_PRETTY: '', LOG_LEVEL: '' });
+  t.equal(config.DATABASE_URL, './data/pglite', 'DATABASE_URL= is the default directory');
+  t.equal(config.PORT, 3000, 'PORT= is the default port');
+  t.equal(config.LOG_LEVEL, 'info');
+  t.equal(config.TRUST_PROXY, false);
+  t.notOk('KEY_ENCRYPTION_KEY' in config, 'an optional variable set empty is absent');
+  t.notOk('LOG_PRETTY' in config);
+  t.equal(loadConfig({ SUPERVISOR_AGENCIES: '' }).SUPERVISOR_AGENCIES, '');
+});
+
 t.test('a bad value is one line naming the variable and what is wrong', async (t) => {
   const cases: Array<[Record<string, string>, string]> = [
     [{ PORT: 'abc' }, 'PORT: must be integer'],

@@ -1,10 +1,11 @@
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { sql } from 'drizzle-orm';
 import { buildApp } from '../src/app.js';
 import { runCli } from '../src/cli.js';
 import { loadConfig } from '../src/config.js';
-import { DatabaseInUseError, openDatabase, redactUrl, rowsOf } from '../src/db/index.js';
+import { openDatabase, redactUrl, rowsOf } from '../src/db/index.js';
 import { forEachDriver, freshDatabaseUrl, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js';
 import pino from 'pino';
 
@@ -59,7 +60,11 @@ t.test('a PGlite directory is held by one process at a time', async (t) => {
   const directory = join(t.testdir(), 'held');
   const holder = await openDatabase(directory);
 
-  await t.rejects(openDatabase(directory), new DatabaseInUseError(join(directory)));
+  await t.rejects(openDatabase(directory), {
+    name: 'DatabaseInUseError',
+    code: 'database_in_use',
+    message: `The PGlite data directory ${directory} is in use by another process (pid ${process.pid} on ${hostname()}, holding it since `,
+  });
 
   const cli = captureCli();
   t.equal(await runCli(['migrate'], cli.io({ DATABASE_URL: directory })), 1);

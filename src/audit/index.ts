@@ -67,9 +67,12 @@ function problemCode(reply: FastifyReply, payload: unknown): string | null {
   }
 }
 
+/** A header's text (decoded by the text-headers plugin), cut to 500 UTF-16 units, never inside a surrogate pair. */
 function shortHeader(request: FastifyRequest, name: string): string | null {
   const value = request.headers[name];
-  return typeof value === 'string' && value.length > 0 ? value.slice(0, 500) : null;
+  if (typeof value !== 'string' || value.length === 0) return null;
+  const end = /[\uD800-\uDBFF]/.test(value.charAt(499)) ? 499 : 500;
+  return value.slice(0, end);
 }
 
 /** Partitions for this month and the next, and retention of exported months. */

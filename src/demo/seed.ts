@@ -166,12 +166,15 @@ export function* enterprises(count: number, seed = 20260103) {
   }
 }
 
-async function* asRows(values: Iterable<object>): AsyncGenerator<RawRow> {
+/** Rows for an import; a load stopped by `signal` fails, and the import keeps the old data. */
+export async function* asRows(values: Iterable<object>, signal?: AbortSignal): AsyncGenerator<RawRow> {
   let line = 0;
   for (const value of values) {
     line += 1;
+    if (line % 1000 === 0) signal?.throwIfAborted();
     yield { line, values: value as Record<string, unknown> };
   }
+  signal?.throwIfAborted();
 }
 
 async function demoResource(database: Database, code: string): Promise<Resource> {
@@ -191,14 +194,22 @@ export async function recordCount(database: Database, code: string): Promise<num
   return row?.n ?? 0;
 }
 
+export interface SeedOptions {
+  /** Stops the load: the resource being loaded keeps what it had (each load is one transaction). */
+  signal?: AbortSignal;
+  /** Load only the resources that hold no records yet (what a start after an interrupted one needs). */
+  missingOnly?: boolean;
+}
+
 /** Load the demo's exchange data (residents, students, enterprises) of the given size. */
-export async function seedDemo(database: Database, size: DemoSize, onProgress?: (resource: string, rows: number) => void) {
+export async function seedDemo(database: Database, size: DemoSize, onProgress?: (resource: string, rows: number) => void, options: SeedOptions = {}) {
   const counts = demoSizes[size];
   const reports: ImportReport[] = [];
   const load = async (code: string, values: Iterable<object>) => {
+    if (options.missingOnly && (await recordCount(database, code)) > 0) return;
     const digest = createHash('sha256').update(`demo:${size}:${code}`).digest('hex');
     reports.push(
-      await loadRecords(database, await demoResource(database, code), asRows(values), {
+      await loadRecords(database, await demoResource(database, code), asRows(values, options.signal), {
         source: `gateway demo seed --size ${size}`,
         onRows: (rows) => onProgress?.(code, rows),
       }, () => digest),

@@ -4,6 +4,7 @@ import Type from 'typebox';
 import type { Resource } from '../catalog/index.js';
 import { defineProblem, NotFound } from '../errors.js';
 import type { Caller } from '../plugins/auth.js';
+import { howToSendText } from '../plugins/text-headers.js';
 import type { Act, Decision } from '../sharing/index.js';
 import type { UpstreamClient } from './upstream.js';
 import { checkIdentifier, filterSql, lookupItem, queryRecords, readRecord, verifySubjects, type Filter } from './records.js';
@@ -28,8 +29,8 @@ const denialText: Record<string, string> = {
 
 const CodeParams = Type.Object({ code: Type.String({ pattern: '^[0-9]{6}-[A-Z]{2,8}-[0-9]{5}$' }) });
 const ExchangeHeaders = Type.Object({
-  'x-purpose': Type.Optional(Type.String({ maxLength: 500, description: 'Why this data is needed (logged). Required.' })),
-  'x-on-behalf-of': Type.Optional(Type.String({ maxLength: 200, description: 'The official or case this call serves (logged).' })),
+  'x-purpose': Type.Optional(Type.String({ maxLength: 500, description: `Why this data is needed (logged). Required. ${howToSendText('X-Purpose', '就业补贴资格审核')}` })),
+  'x-on-behalf-of': Type.Optional(Type.String({ maxLength: 200, description: `The official or case this call serves (logged). ${howToSendText('X-On-Behalf-Of', '人社局 王小明')}` })),
 });
 const RecordObject = Type.Record(Type.String(), Type.Unknown(), { description: 'The granted fields of one record' });
 const FieldResults = Type.Record(Type.String(), Type.Unsafe<'match' | 'mismatch' | 'unknown'>({ type: 'string', enum: ['match', 'mismatch', 'unknown'] }));

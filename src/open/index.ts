@@ -5,10 +5,7 @@ import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import { Redis } from 'ioredis';
 import { publicUrl, type Config } from '../config.js';
-import { DIVISIONS, seedOpenDemo, seedVillages } from '../demo/open.js';
-import { recordCount } from '../demo/seed.js';
 import { defineProblem } from '../errors.js';
-import { allDatasets } from './datasets.js';
 import { DownloadFiles } from './files.js';
 import { openRoutes } from './routes.js';
 
@@ -35,51 +32,9 @@ function rateKey(request: FastifyRequest): string {
  * (shared through Redis when REDIS_URL is set), and download files prebuilt after imports.
  */
 async function open(app: FastifyInstance, { config }: { config: Config }) {
-  const background = new AbortController();
-  const files = new DownloadFiles(config.OPEN_DATA_DIR, app.database, config.OPEN_FETCH_ROWS, background.signal);
+  const files = new DownloadFiles(config.OPEN_DATA_DIR, app.database, config.OPEN_FETCH_ROWS, app.background.signal);
   app.decorate('downloads', files);
-  const tasks = new Set<Promise<unknown>>();
-  const inBackground = (name: string, work: () => Promise<unknown>) => {
-    const task = work()
-      .catch((error: Error) => {
-        if (!background.signal.aborted) app.log.error({ err: error, task: name }, 'background task failed');
-      })
-      .finally(() => tasks.delete(task));
-    tasks.add(task);
-  };
-  app.addHook('preClose', async () => {
-    background.abort();
-  });
-  app.addHook('onClose', async () => {
-    await Promise.allSettled([...tasks]);
-    await files.pending();
-  });
-
-  const autoDemo = config.DEMO_DATA === 'auto' && app.database.driver === 'pglite';
-  const demo = autoDemo && (await recordCount(app.database, DIVISIONS.provinces.code)) === 0;
-  if (demo) {
-    const reports = await seedOpenDemo(app.database, 'small');
-    app.log.info({ loaded: reports.map((r) => ({ resource: r.resource, rows: r.rows })) }, 'open demo data loaded (DEMO_DATA=auto)');
-  }
-
-  app.addHook('onReady', async () => {
-    // Also when an earlier first start stopped before the villages were in (the load is one
-    // transaction: nothing half-loaded stays).
-    const villages = autoDemo && (await recordCount(app.database, DIVISIONS.villages.code)) === 0;
-    inBackground('open data', async () => {
-      if (villages) {
-        const report = await seedVillages(app.database, undefined, background.signal);
-        app.log.info({ resource: report.resource, rows: report.rows, seconds: report.seconds }, 'demo villages loaded in the background');
-      }
-      if (!config.OPEN_PREBUILD) return;
-      for (const dataset of await allDatasets(app.db)) {
-        if (background.signal.aborted) return;
-        if (dataset.resource.upstream || (await files.complete(dataset))) continue;
-        await files.build(dataset);
-        app.log.info({ dataset: dataset.resource.code, stamp: `${dataset.version}.${dataset.importId}` }, 'download files prebuilt');
-      }
-    });
-  });
+  app.addHook('onClose', () => files.pending());
 
   const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { connectTimeout: 1000, maxRetriesPerRequest: 1, lazyConnect: false }) : undefined;
   redis?.on('error', (error) => app.log.warn({ err: { message: error.message } }, 'redis (rate-limit counts) unavailable'));
@@ -144,4 +99,4 @@ async function open(app: FastifyInstance, { config }: { config: Config }) {
   );
 }
 
-export default fp(open, { name: 'open', fastify: '5.x', dependencies: ['auth', 'audit', 'catalog', 'exchange'] });
+export default fp(open, { name: 'open', fastify: '5.x', dependencies: ['auth', 'audit', 'background', 'catalog', 'exchange'] });

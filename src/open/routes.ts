@@ -14,6 +14,7 @@ import { DownloadFiles, fileFormatsOf } from './files.js';
 import { coordinates, fileFormats, formatInfo, recordStream, type FileFormat } from './formats.js';
 import { countRecords, fitsOrder, MAX_OPEN_PAGE, parseOpenQuery, recordsPage } from './query.js';
 import { noneMatch } from '../plugins/etag.js';
+import { howToSendText } from '../plugins/text-headers.js';
 
 export const TermsRequired = defineProblem<[string]>('terms_not_accepted', '%s', 403);
 export const NotLocated = defineProblem<[string]>('not_located', '%s', 400);
@@ -353,7 +354,7 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
         summary: 'Accept the terms of a conditional dataset for your agency (recorded, and audited)',
         description: 'Send the `sha256` of the terms you read: terms changed since are not accepted by accident.',
         params: Type.Object({ code: CodeParam }),
-        headers: Type.Object({ 'x-purpose': Type.Optional(Type.String({ maxLength: 500 })) }),
+        headers: Type.Object({ 'x-purpose': Type.Optional(Type.String({ maxLength: 500, description: `Why (logged on the audit trail). ${howToSendText('X-Purpose', '数据开放条款确认')}` })) }),
         body: Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }), purpose: Type.String({ minLength: 1, maxLength: 500 }) }, { additionalProperties: false }),
         response: {
           201: Type.Object({ dataset: Type.String(), sha256: Type.String(), agency: Type.String(), client_id: Type.String(), accepted_at: Type.String({ format: 'date-time' }) }),

@@ -18,11 +18,21 @@ export interface DatabasePluginOptions {
   poolMax: number;
   /** An already open database (tests that run two apps on one PGlite); the caller closes it. */
   database?: Database;
+  /**
+   * How long the app's close may take (the shutdown grace), announced in the PGlite directory
+   * lock when closing begins, so that a gateway started meanwhile waits that long for it.
+   */
+  closeWithinMs: number;
 }
 
 async function databasePlugin(app: FastifyInstance, options: DatabasePluginOptions) {
   const database = options.database ?? (await openDatabase(options.url, { poolMax: options.poolMax, logger: app.log }));
-  if (!options.database) app.addHook('onClose', () => database.close());
+  if (!options.database) {
+    // Announced when close begins (preClose, before in-flight requests and background work end),
+    // closed when the rest is done (onClose).
+    app.addHook('preClose', () => database.closing(options.closeWithinMs));
+    app.addHook('onClose', () => database.close());
+  }
   app.decorate('database', database);
   app.decorate('db', database.db);
 

@@ -214,7 +214,7 @@ forEachDriver(t, 'catalog API', async (t, driver) => {
     t.ok(list.next_cursor);
     t.same(Object.keys(list.items[0]).sort(), ['code', 'homepage', 'level', 'name', 'name_en', 'region']);
     const rest = (await app.inject({ url: `/v1/catalog/agencies?limit=100&cursor=${list.next_cursor}` })).json();
-    t.equal(list.items.length + rest.items.length, 8);
+    t.equal(list.items.length + rest.items.length, 9);
     const edu = await app.inject({ url: '/v1/catalog/agencies/zj-edu' });
     t.match(edu.json(), { code: 'zj-edu', name: '浙江省教育厅', level: 'province', region: '330000' });
     assertProblem(t, await app.inject({ url: '/v1/catalog/agencies/zj-nobody' }), 404, 'not_found');

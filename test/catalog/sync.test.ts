@@ -12,15 +12,15 @@ forEachDriver(t, 'sync: create, idempotence, update, retire, restore, history', 
 
   const first = await syncCatalogDir(db, dir);
   if (!first.ok) throw new Error('the shipped catalog must be valid');
-  t.equal(first.report.created, 45, '8 agencies + 37 resources created');
+  t.equal(first.report.created, 46, '9 agencies + 37 resources created');
   t.equal(first.report.unchanged, 0);
   const [{ n: resourceCount }] = (await db.select({ n: count() }).from(resources)) as [{ n: number }];
   t.equal(resourceCount, 37);
 
   const again = await syncCatalogDir(db, dir);
-  t.match(again, { ok: true, report: { created: 0, updated: 0, retired: 0, unchanged: 45, changes: [] } });
+  t.match(again, { ok: true, report: { created: 0, updated: 0, retired: 0, unchanged: 46, changes: [] } });
   const historyRows = async () => ((await db.select({ n: count() }).from(catalogHistory)) as [{ n: number }])[0].n;
-  t.equal(await historyRows(), 45, 'an unchanged sync adds no history');
+  t.equal(await historyRows(), 46, 'an unchanged sync adds no history');
 
   editCatalogFile(dir, 'zj-amr/330000-AMR-00002.yaml', /^summary: .*$/m, 'summary: 行政处罚信息（已更新）。');
   const updated = await syncCatalogDir(db, dir);

@@ -1,0 +1,183 @@
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { and, eq, gt, isNull } from 'drizzle-orm';
+import type { AuditInput } from '../audit/index.js';
+import { findResource } from '../catalog/index.js';
+import type { Database } from '../db/index.js';
+import { clients, grants } from '../db/schema.js';
+import { createClient, rotateClientSecret } from '../identity/index.js';
+import { apply, decide, GRANTS_CHANNEL } from '../sharing/index.js';
+import type { SharingSettings } from '../sharing/applications.js';
+import type { Mode } from '../sharing/grants.js';
+
+/** The demo's supervisor agency (电子监察): in SUPERVISOR_AGENCIES when the embedded demo runs. */
+export const DEMO_SUPERVISOR_AGENCY = 'zj-dsj';
+
+export type DemoRole = 'consumer' | 'provider' | 'supervisor' | 'admin';
+
+interface DemoGrant {
+  resource: string;
+  mode: Mode;
+  fields: string[];
+  purpose: string;
+  legal_basis: string;
+}
+
+interface DemoParty {
+  agency: string;
+  /** The client's name; the demo finds its own clients again by agency and name. */
+  name: string;
+  scopes: string[];
+  /** Applied for by this party and approved by the resource's provider, as in real use. */
+  grants?: DemoGrant[];
+}
+
+/**
+ * Who the demo sets up: the human-resources department checking student status for an
+ * employment subsidy (就业补贴资格审核), the education department that provides student status,
+ * the big-data administration that supervises every exchange, and an administrator.
+ */
+export const DEMO_PARTIES: Record<DemoRole, DemoParty> = {
+  consumer: {
+    agency: 'zj-hrss',
+    name: '就业补贴审核系统（演示）',
+    scopes: ['catalog:read', 'records:read', 'records:verify', 'applications:write'],
+    grants: [
+      {
+        resource: '330000-EDU-00001',
+        mode: 'verify',
+        fields: ['name', 'id_number', 'school', 'status'],
+        purpose: '就业补贴资格审核：核验申请人的在读状态',
+        legal_basis: '《浙江省就业补助资金管理办法》；《浙江省公共数据条例》第二十二条',
+      },
+      {
+        resource: '330000-PSB-00001',
+        mode: 'read',
+        fields: ['id_number', 'name', 'gender', 'birth_date', 'region_code'],
+        purpose: '就业补贴资格审核：核对申请人的户籍所在地',
+        legal_basis: '《浙江省就业补助资金管理办法》；《浙江省公共数据条例》第二十二条',
+      },
+    ],
+  },
+  provider: { agency: 'zj-edu', name: '学籍共享管理系统（演示）', scopes: ['catalog:read', 'grants:manage', 'audit:read'] },
+  supervisor: { agency: DEMO_SUPERVISOR_AGENCY, name: '电子监察系统（演示）', scopes: ['catalog:read', 'audit:read'] },
+  admin: { agency: DEMO_SUPERVISOR_AGENCY, name: '平台管理（演示）', scopes: ['admin'] },
+};
+
+export interface DemoClientCredentials {
+  client_id: string;
+  client_secret: string;
+  agency: string;
+  name: string;
+  scope: string;
+}
+
+export type DemoCredentials = Record<DemoRole, DemoClientCredentials> & { note: string };
+
+/** Where the demo's credentials are written: beside a PGlite data directory (./data/pglite → ./data). */
+export function demoCredentialsFile(directory: string): string {
+  return `${dirname(directory)}/demo-credentials.json`;
+}
+
+/** The credentials in `file` when every client it names is there and active, else undefined. */
+export async function readDemoCredentials(database: Database, file: string): Promise<DemoCredentials | undefined> {
+  let credentials: DemoCredentials;
+  try {
+    credentials = JSON.parse(await readFile(file, 'utf8')) as DemoCredentials;
+  } catch {
+    return undefined;
+  }
+  for (const role of Object.keys(DEMO_PARTIES) as DemoRole[]) {
+    const id = credentials[role]?.client_id;
+    if (typeof id !== 'string') return undefined;
+    const [row] = await database.db.select({ status: clients.status }).from(clients).where(eq(clients.id, id));
+    if (row?.status !== 'active') return undefined;
+  }
+  return credentials;
+}
+
+export interface DemoClientOptions {
+  /** Records the set-up's applications and decisions on the audit trail. */
+  record: (input: AuditInput) => Promise<string>;
+  settings: SharingSettings;
+  now: Date;
+}
+
+/**
+ * Make the demo's clients (or give the ones an earlier start made new secrets) and the consumer's
+ * grants: applied for and approved by the provider through the same acts as over the API, each on
+ * the audit trail. A grant that is still active is not applied for again, so running this twice
+ * leaves one grant per resource.
+ */
+export async function seedDemoClients(database: Database, options: DemoClientOptions): Promise<DemoCredentials> {
+  const { db } = database;
+  const made = {} as Record<DemoRole, DemoClientCredentials>;
+  for (const [role, party] of Object.entries(DEMO_PARTIES) as Array<[DemoRole, DemoParty]>) {
+    const [existing] = await db
+      .select({ id: clients.id })
+      .from(clients)
+      .where(and(eq(clients.agency, party.agency), eq(clients.name, party.name), eq(clients.status, 'active')));
+    const { client, secret } = existing
+      ? await rotateClientSecret(db, existing.id)
+      : await createClient(db, { agency: party.agency, name: party.name, scopes: party.scopes });
+    made[role] = { client_id: client.id, client_secret: secret as string, agency: party.agency, name: party.name, scope: party.scopes.join(' ') };
+  }
+
+  const consumer = DEMO_PARTIES.consumer;
+  for (const wanted of consumer.grants ?? []) {
+    const [active] = await db
+      .select({ id: grants.id })
+      .from(grants)
+      .where(
+        and(
+          eq(grants.agency, consumer.agency),
+          eq(grants.resource, wanted.resource),
+          eq(grants.mode, wanted.mode),
+          isNull(grants.revokedAt),
+          gt(grants.validUntil, options.now),
+        ),
+      );
+    if (active) continue;
+    const stored = await findResource(db, wanted.resource);
+    if (!stored) throw new Error(`the demo needs ${wanted.resource} in the catalog: sync the catalog first`);
+    const resource = stored.document;
+    const applied = await apply(
+      db,
+      resource,
+      { agency: consumer.agency, clientId: made.consumer.client_id },
+      { ...wanted, duration_days: options.settings.maxDurationDays },
+      options.settings,
+      options.now,
+    );
+    const common = { resource: resource.code, provider: resource.provider, purpose: wanted.purpose, legal_basis: wanted.legal_basis, fields: wanted.fields };
+    await options.record({ ...common, action: 'application.create', outcome: 'allowed', status: 202, agency: consumer.agency, client_id: made.consumer.client_id, reason: 'demo set-up' });
+    const decided = applied.grant
+      ? applied
+      : await decide(db, applied.application, { decision: 'approve' }, `client:${made.provider.client_id}`, options.now);
+    await options.record({
+      ...common,
+      action: 'application.decide',
+      outcome: 'allowed',
+      status: 200,
+      agency: resource.provider,
+      client_id: made.provider.client_id,
+      grant_id: decided.grant?.id ?? null,
+      reason: 'demo set-up',
+    });
+    if (decided.grant) await database.notify(GRANTS_CHANNEL, decided.grant.id);
+  }
+
+  return {
+    note: 'Demo clients of this gateway (DEMO_DATA=auto). Each secret works until the demo makes them again; never use them outside the demo.',
+    ...made,
+  };
+}
+
+/** Write the credentials readable by their owner alone (0600), whole or not at all. */
+export async function writeDemoCredentials(file: string, credentials: DemoCredentials): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const partial = `${file}.${process.pid}.tmp`;
+  await writeFile(partial, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
+  await chmod(partial, 0o600);
+  await rename(partial, file);
+}
