@@ -1,7 +1,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,6 +11,7 @@ import t, { type Test } from 'tap';
 import { DatabaseInUseError, openDatabase, rowsOf } from '../src/db/index.js';
 import { identity, lockDirectory, processStartTime, type LockHolder } from '../src/db/lock.js';
 import { projectRoot } from '../src/paths.js';
+import { freePort, startGateway } from './helpers/server.js';
 
 // Three compiled servers start one after another at the end, a fresh PGlite directory first:
 // on a busy two-core machine that takes minutes, past tap's default for a file.
@@ -299,58 +300,34 @@ t.test('marking a lock closing that cannot be written is a warning, not a failur
   await lock.release();
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
 /** The compiled server, as `npm start` runs it, on `directory`. */
 function server(t: Test, directory: string, port: number) {
-  const child = spawn(process.execPath, ['dist/src/server.js'], {
-    cwd: projectRoot,
-    env: {
-      ...process.env,
-      PORT: String(port),
+  return startGateway(
+    t,
+    join(directory, '..'),
+    {
       DATABASE_URL: directory,
       DEMO_DATA: 'off',
       OPEN_PREBUILD: 'false',
       OPEN_DATA_DIR: join(directory, '..', 'downloads'),
-      LOG_PRETTY: 'false',
-      LOG_LEVEL: 'info',
       // The slow request below holds a server in its close for as long as the test needs.
       REQUEST_TIMEOUT_MS: '300000',
       SHUTDOWN_GRACE_MS: '300000',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return { child, ...watch(t, child) };
-}
-
-async function ready(port: number, ms = 120_000): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false)) return true;
-    await sleep(50);
-  }
-  return false;
+    port,
+  );
 }
 
 t.test('the compiled server: killed with SIGKILL, it starts again at once; a start while it is closing waits', async (t) => {
   const directory = join(t.testdir(), 'pglite');
-  const firstPort = await freePort();
-  const first = server(t, directory, firstPort);
-  t.ok(await ready(firstPort), 'the first server became ready');
+  const first = server(t, directory, await freePort());
+  t.ok(await first.ready(), 'the first server became ready');
   first.child.kill('SIGKILL');
-  await once(first.child, 'exit');
+  await first.exited;
   const killedAt = Date.now();
 
-  const secondPort = await freePort();
-  const second = server(t, directory, secondPort);
-  t.ok(await ready(secondPort), 'the second server became ready on the same directory');
+  const second = server(t, directory, await freePort());
+  t.ok(await second.ready(), 'the second server became ready on the same directory');
   t.comment(`from SIGKILL to the next start's readiness: ${Date.now() - killedAt} ms`);
   const takeOver = second
     .output()
@@ -360,26 +337,24 @@ t.test('the compiled server: killed with SIGKILL, it starts again at once; a sta
   t.comment(`from SIGKILL to the take-over: ${(JSON.parse(takeOver ?? '{}') as { time: number }).time - killedAt} ms`);
 
   // A request whose body is still arriving keeps the second server closing after SIGTERM.
-  const slow = connect(secondPort, '127.0.0.1');
+  const slow = connect(second.port, '127.0.0.1');
   await once(slow, 'connect');
   const body = 'grant_type=client_credentials&client_id=nobody';
   slow.write(`POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 11)}`);
   await sleep(200);
   second.child.kill('SIGTERM');
-  await second.until(/shutting down/);
+  await second.logged('shutting down');
   for (let attempt = 0; attempt < 50 && (await lockRecord(directory)).state !== 'closing'; attempt++) await sleep(20);
   t.equal((await lockRecord(directory)).state, 'closing', 'the server marked its lock closing as its close began');
 
-  const thirdPort = await freePort();
-  const third = server(t, directory, thirdPort);
-  await third.until(new RegExp(`waiting for pid ${second.child.pid} on .* to close the PGlite data directory`));
+  const third = server(t, directory, await freePort());
+  await third.logged(new RegExp(`waiting for pid ${second.child.pid} on .* to close the PGlite data directory`));
   t.equal(second.child.exitCode, null, 'the closing server is still closing');
 
   slow.end(body.slice(11));
-  const [code] = await once(second.child, 'exit');
-  t.equal(code, 0, 'the closing server closed cleanly');
-  t.ok(await ready(thirdPort), 'the server that waited became ready');
+  t.equal(await second.exited, 0, 'the closing server closed cleanly');
+  t.ok(await third.ready(), 'the server that waited became ready');
   t.notMatch(third.output(), /taking over/, 'it took the lock as released, not as stale');
   third.child.kill('SIGTERM');
-  t.equal((await once(third.child, 'exit'))[0], 0);
+  t.equal(await third.exited, 0);
 });

@@ -1,21 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { openDatabase } from '../src/db/index.js';
 import { projectRoot } from '../src/paths.js';
 import { buildTestApp } from './helpers/app.js';
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
+import { freePort } from './helpers/server.js';
 
 t.test('closing the app finishes in-flight requests and refuses new connections', async (t) => {
   let arrived!: () => void;

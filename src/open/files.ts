@@ -87,11 +87,6 @@ export class DownloadFiles {
     return work;
   }
 
-  /** Builds that are running now (awaited on close, so that no half-written temporary is left). */
-  pending(): Promise<unknown> {
-    return Promise.allSettled([...this.building.values()]);
-  }
-
   private async buildNow(dataset: Dataset): Promise<void> {
     if (await this.complete(dataset)) return;
     const { resource } = dataset;

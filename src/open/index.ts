@@ -34,7 +34,6 @@ function rateKey(request: FastifyRequest): string {
 async function open(app: FastifyInstance, { config }: { config: Config }) {
   const files = new DownloadFiles(config.OPEN_DATA_DIR, app.database, config.OPEN_FETCH_ROWS, app.background.signal);
   app.decorate('downloads', files);
-  app.addHook('onClose', () => files.pending());
 
   const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { connectTimeout: 1000, maxRetriesPerRequest: 1, lazyConnect: false }) : undefined;
   redis?.on('error', (error) => app.log.warn({ err: { message: error.message } }, 'redis (rate-limit counts) unavailable'));

@@ -534,7 +534,7 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
       if (notModified(request, etag, modified)) return reply.code(304).send(null);
       if (wholeDataset && options.prebuild) {
         // The file for this stamp is missing (first request after an import elsewhere): build it for the next caller.
-        files.build(dataset).catch((error: Error) => request.log.error({ err: error, dataset: resource.code }, 'prebuilding downloads failed'));
+        app.background.run(`prebuild ${resource.code}`, () => files.build(dataset));
       }
       if (request.method === 'HEAD') return reply.send(Readable.from([]));
       return reply.send(recordStream(app.database, resource, format, query.fields, query.where, options.fetchRows, { bom }));

@@ -1,9 +1,7 @@
-import { once } from 'node:events';
-import { createServer } from 'node:http';
 import t, { type Test } from 'tap';
 import canonicalize from 'canonicalize';
 import { and, asc, eq, max } from 'drizzle-orm';
-import { compactVerify, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { compactVerify, decodeProtectedHeader, importJWK, type JWK } from 'jose';
 import type { LightMyRequestResponse } from 'fastify';
 import type { App } from '../../src/app.js';
 import type { AuditInput } from '../../src/audit/writer.js';
@@ -11,10 +9,10 @@ import { agencies, auditEvents, resources } from '../../src/db/schema.js';
 import { createClient } from '../../src/identity/clients.js';
 import { buildTestApp, forEachDriver, freshDatabase } from '../helpers/app.js';
 import { assertProblem } from '../helpers/problem.js';
+import { citizenIdentityProvider } from '../helpers/citizens.js';
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-const CITIZEN_ISSUER = 'https://citizen.zj.example';
 const PERSON = '330102199001011234';
 const OTHER_PERSON = '330102199202022345';
 /** The columns of the CSV export, in order: the fields of an audit record. */
@@ -108,32 +106,6 @@ function percentileCont(values: number[], fraction: number): number | null {
 }
 
 const round = (value: number | null) => (value === null ? null : Math.round(value * 1e6) / 1e6);
-
-/** A trusted identity provider for citizens: its JWK Set served over HTTP, and a token maker. */
-async function citizenIdentityProvider(t: Test) {
-  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'citizen-idp-1', alg: 'ES256', use: 'sig' };
-  const idp = createServer((_request, response) => {
-    response.setHeader('content-type', 'application/json');
-    response.end(JSON.stringify({ keys: [jwk] }));
-  }).listen(0, '127.0.0.1');
-  await once(idp, 'listening');
-  t.teardown(() => idp.close());
-  const jwksUri = `http://127.0.0.1:${(idp.address() as { port: number }).port}/jwks`;
-  const trusted = [
-    { issuer: CITIZEN_ISSUER, jwks_uri: jwksUri, audience: 'gateway', algorithms: ['ES256'], kind: 'citizen', person_claim: 'sub', typ: ['JWT'] },
-  ];
-  const tokenFor = (person: string) =>
-    new SignJWT({})
-      .setProtectedHeader({ alg: 'ES256', kid: 'citizen-idp-1', typ: 'JWT' })
-      .setIssuer(CITIZEN_ISSUER)
-      .setAudience('gateway')
-      .setSubject(person)
-      .setIssuedAt()
-      .setExpirationTime('5m')
-      .sign(privateKey);
-  return { trustedIssuers: JSON.stringify(trusted), tokenFor };
-}
 
 interface Seed extends AuditInput {
   /** A name for the test's messages. */
