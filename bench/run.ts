@@ -19,7 +19,7 @@ import postgres from 'postgres';
 import { openDatabase, rowsOf } from '../src/db/index.js';
 import { DEMO_RESOURCES, demoSizes, recordCount } from '../src/demo/seed.js';
 import { DIVISIONS } from '../src/demo/open.js';
-import { residentIdCheckChar } from '../src/exchange/identifiers.js';
+import { residentIdCheckChar } from '../src/records/identifiers.js';
 import { projectRoot } from '../src/paths.js';
 import { summarise, summaryText, type ProfileSummary } from './profile.js';
 import { answeredByGateway, cli, load, mib, sampledRss, startBaseline, startGateway, type Gateway, type LoadResult } from './lib.js';

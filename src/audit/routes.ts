@@ -1,11 +1,12 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TypedApp } from '../plugins/typed-app.js';
 import { stringify } from 'csv-stringify';
 import { and, asc, desc, eq, gte, lt, or, sql, type SQL } from 'drizzle-orm';
 import Type from 'typebox';
 import type { Config } from '../config.js';
-import { rowsOf } from '../db/index.js';
+import { rowsOf, type Db } from '../db/index.js';
 import { agencies, auditCheckpoints, auditEvents, resources } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
 import { decodeCursor, page } from '../pagination.js';
@@ -80,76 +81,67 @@ const isEventCursor = (value: unknown): value is [string, string] =>
 
 const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, { $ref: 'Problem#' }]));
 
-/**
- * Reading the trail: events and their CSV export, statistics and checkpoints for those with
- * `audit:read` (providers see uses of their resources, consumers their own calls, supervisors
- * everything), and a citizen's own access log.
- */
-export async function auditRoutes(parent: FastifyInstance, { config }: AuditRouteOptions) {
-  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  const supervisors = new Set(config.SUPERVISOR_AGENCIES.split(',').map((code) => code.trim()).filter(Boolean));
-  app.addSchema(AuditEventView);
-  const auditReader = { onRequest: app.requireScope('audit:read') };
+/** Rows this caller may see: everything for a supervisor, else its own calls and uses of its data. */
+function scopeOf(supervisors: ReadonlySet<string>, caller: Caller | null): SQL | undefined {
+  if (caller?.kind !== 'agency') return sql`false`;
+  if (supervisors.has(caller.agency)) return undefined;
+  return or(eq(auditEvents.agency, caller.agency), eq(auditEvents.provider, caller.agency));
+}
 
-  /** Rows this caller may see: everything for a supervisor, else its own calls and uses of its data. */
-  function scopeOf(caller: Caller | null): SQL | undefined {
-    if (caller?.kind !== 'agency') return sql`false`;
-    if (supervisors.has(caller.agency)) return undefined;
-    return or(eq(auditEvents.agency, caller.agency), eq(auditEvents.provider, caller.agency));
-  }
+function filtersOf(supervisors: ReadonlySet<string>, request: FastifyRequest, query: { from?: string; to?: string; agency?: string; resource?: string; action?: string; outcome?: string }) {
+  return [
+    scopeOf(supervisors, request.caller),
+    query.from ? gte(auditEvents.occurredAt, new Date(query.from)) : undefined,
+    query.to ? lt(auditEvents.occurredAt, new Date(query.to)) : undefined,
+    query.agency ? eq(auditEvents.agency, query.agency) : undefined,
+    query.resource ? eq(auditEvents.resource, query.resource) : undefined,
+    query.action ? eq(auditEvents.action, query.action) : undefined,
+    query.outcome ? eq(auditEvents.outcome, query.outcome) : undefined,
+  ];
+}
 
-  function filtersOf(request: FastifyRequest, query: { from?: string; to?: string; agency?: string; resource?: string; action?: string; outcome?: string }) {
-    return [
-      scopeOf(request.caller),
-      query.from ? gte(auditEvents.occurredAt, new Date(query.from)) : undefined,
-      query.to ? lt(auditEvents.occurredAt, new Date(query.to)) : undefined,
-      query.agency ? eq(auditEvents.agency, query.agency) : undefined,
-      query.resource ? eq(auditEvents.resource, query.resource) : undefined,
-      query.action ? eq(auditEvents.action, query.action) : undefined,
-      query.outcome ? eq(auditEvents.outcome, query.outcome) : undefined,
-    ];
-  }
+async function eventPage(db: Db, where: SQL | undefined, limit: number, after?: [string, string]) {
+  const keyset = after ? sql`(${auditEvents.occurredAt}, ${auditEvents.id}) < (${after[0]}::timestamptz, ${after[1]})` : undefined;
+  const rows = await db
+    .select()
+    .from(auditEvents)
+    .where(and(where, keyset))
+    .orderBy(desc(auditEvents.occurredAt), desc(auditEvents.id))
+    .limit(limit + 1);
+  const items = rows.slice(0, limit).map(fromRow);
+  const last = items.at(-1);
+  return { items, next: rows.length > limit && last ? ([last.occurred_at, last.id] as [string, string]) : null };
+}
 
-  async function eventPage(where: SQL | undefined, limit: number, after?: [string, string]) {
-    const keyset = after ? sql`(${auditEvents.occurredAt}, ${auditEvents.id}) < (${after[0]}::timestamptz, ${after[1]})` : undefined;
-    const rows = await app.db
-      .select()
-      .from(auditEvents)
-      .where(and(where, keyset))
-      .orderBy(desc(auditEvents.occurredAt), desc(auditEvents.id))
-      .limit(limit + 1);
-    const items = rows.slice(0, limit).map(fromRow);
-    const last = items.at(-1);
-    return { items, next: rows.length > limit && last ? ([last.occurred_at, last.id] as [string, string]) : null };
-  }
+/** CSV of every matching event, read page by page: constant memory, any size. */
+function csvExport(db: Db, where: SQL | undefined, reply: FastifyReply) {
+  let after: [string, string] | undefined;
+  let done = false;
+  const rows = new Readable({
+    objectMode: true,
+    read: async function () {
+      if (done) return void this.push(null);
+      try {
+        const batch = await eventPage(db, where, 1000, after);
+        for (const item of batch.items) this.push({ ...item, subject_refs: item.subject_refs?.join(' '), fields: item.fields?.join(' ') });
+        if (batch.next) after = batch.next;
+        else done = true;
+        if (batch.items.length === 0) this.push(null);
+      } catch (error) {
+        this.destroy(error as Error);
+      }
+    },
+  });
+  reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="audit-events.csv"');
+  return reply.send(rows.pipe(stringify({ header: true, columns: csvColumns })));
+}
 
-  /** CSV of every matching event, read page by page: constant memory, any size. */
-  function csvExport(where: SQL | undefined, reply: FastifyReply) {
-    let after: [string, string] | undefined;
-    let done = false;
-    const rows = new Readable({
-      objectMode: true,
-      read: async function () {
-        if (done) return void this.push(null);
-        try {
-          const batch = await eventPage(where, 1000, after);
-          for (const item of batch.items) this.push({ ...item, subject_refs: item.subject_refs?.join(' '), fields: item.fields?.join(' ') });
-          if (batch.next) after = batch.next;
-          else done = true;
-          if (batch.items.length === 0) this.push(null);
-        } catch (error) {
-          this.destroy(error as Error);
-        }
-      },
-    });
-    reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="audit-events.csv"');
-    return reply.send(rows.pipe(stringify({ header: true, columns: csvColumns })));
-  }
-
+/** GET /v1/audit/events: the trail the caller may see, as JSON pages or one CSV. */
+function eventsRoute(app: TypedApp, supervisors: ReadonlySet<string>) {
   app.get(
     '/v1/audit/events',
     {
-      ...auditReader,
+      onRequest: app.requireScope('audit:read'),
       schema: {
         tags: ['audit'],
         summary: 'The audit trail, newest first',
@@ -166,17 +158,20 @@ export async function auditRoutes(parent: FastifyInstance, { config }: AuditRout
     },
     async (request, reply) => {
       const { limit, cursor, ...query } = request.query;
-      const where = and(...filtersOf(request, query));
-      if (request.headers.accept?.includes('text/csv')) return csvExport(where, reply);
-      const result = await eventPage(where, limit, cursor ? decodeCursor(cursor, isEventCursor) : undefined);
+      const where = and(...filtersOf(supervisors, request, query));
+      if (request.headers.accept?.includes('text/csv')) return csvExport(app.db, where, reply);
+      const result = await eventPage(app.db, where, limit, cursor ? decodeCursor(cursor, isEventCursor) : undefined);
       return page(request, reply, { items: result.items }, result.next);
     },
   );
+}
 
+/** GET /v1/audit/stats: counts, refusal and error rates, latency percentiles. */
+function statsRoute(app: TypedApp, supervisors: ReadonlySet<string>) {
   app.get(
     '/v1/audit/stats',
     {
-      ...auditReader,
+      onRequest: app.requireScope('audit:read'),
       schema: {
         tags: ['audit'],
         summary: 'Counts, refusal and error rates, latency percentiles per resource and agency',
@@ -203,7 +198,7 @@ export async function auditRoutes(parent: FastifyInstance, { config }: AuditRout
     async (request) => {
       const to = request.query.to ? new Date(request.query.to) : new Date();
       const from = request.query.from ? new Date(request.query.from) : new Date(to.getTime() - 86_400_000);
-      const where = and(...filtersOf(request, { from: from.toISOString(), to: to.toISOString() }));
+      const where = and(...filtersOf(supervisors, request, { from: from.toISOString(), to: to.toISOString() }));
       const result = await app.db.execute(sql`
         select ${auditEvents.resource} as resource, ${auditEvents.agency} as agency,
                grouping(${auditEvents.resource}) as g_resource, grouping(${auditEvents.agency}) as g_agency,
@@ -238,11 +233,14 @@ export async function auditRoutes(parent: FastifyInstance, { config }: AuditRout
       };
     },
   );
+}
 
+/** GET /v1/audit/checkpoints: the signed chain heads. */
+function checkpointsRoute(app: TypedApp) {
   app.get(
     '/v1/audit/checkpoints',
     {
-      ...auditReader,
+      onRequest: app.requireScope('audit:read'),
       schema: {
         tags: ['audit'],
         summary: 'Signed heads of the audit chains',
@@ -293,7 +291,10 @@ export async function auditRoutes(parent: FastifyInstance, { config }: AuditRout
       return page(request, reply, { items }, rows.length > limit && last ? [last.chain_id, last.seq] : null);
     },
   );
+}
 
+/** GET /v1/me/access-log: for a citizen, who used records about them, when and why. */
+function accessLogRoute(app: TypedApp) {
   app.get(
     '/v1/me/access-log',
     {
@@ -373,4 +374,19 @@ export async function auditRoutes(parent: FastifyInstance, { config }: AuditRout
       return page(request, reply, { items }, rows.length > limit && last ? [last.occurredAt.toISOString(), last.id] : null);
     },
   );
+}
+
+/**
+ * Reading the trail: events and their CSV export, statistics and checkpoints for those with
+ * `audit:read` (providers see uses of their resources, consumers their own calls, supervisors
+ * everything), and a citizen's own access log.
+ */
+export async function auditRoutes(parent: FastifyInstance, { config }: AuditRouteOptions) {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  const supervisors = new Set(config.SUPERVISOR_AGENCIES.split(',').map((code) => code.trim()).filter(Boolean));
+  app.addSchema(AuditEventView);
+  eventsRoute(app, supervisors);
+  statsRoute(app, supervisors);
+  checkpointsRoute(app);
+  accessLogRoute(app);
 }

@@ -9,7 +9,7 @@ import {
   type EuDataTheme,
   type Resource,
   type UpdateCycle,
-} from './types.js';
+} from '../model/catalog.js';
 
 /**
  * The open part of the catalog as DCAT-AP 3.0.1 (https://semiceu.github.io/DCAT-AP/releases/3.0.1/),

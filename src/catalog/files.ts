@@ -6,7 +6,7 @@ import ajvFormats from 'ajv-formats';
 import { LineCounter, parseDocument } from 'yaml';
 import { projectRoot } from '../paths.js';
 import { checkCatalogRules, inFile, pointerTo, type CatalogEntry, type Issue } from './rules.js';
-import type { Agency, Catalog, CatalogError, CatalogLoadResult, Resource } from './types.js';
+import type { Agency, Catalog, CatalogError, CatalogLoadResult, Resource } from '../model/catalog.js';
 
 /**
  * Reading the catalog folder: `<dir>/<agency-code>/agency.yaml` and `<dir>/<agency-code>/<resource-code>.yaml`.

@@ -10,7 +10,7 @@ import { defaultCatalogDir, formatCatalogError, syncCatalogDir } from './service
 export { catalogVisibility } from './routes.js';
 export { findResource, openCatalog } from './repository.js';
 export { defaultCatalogDir, loadCatalog, syncCatalogDir } from './service.js';
-export type { Agency, Catalog, DataItem, Resource } from './types.js';
+export type { Agency, Catalog, DataItem, Resource } from '../model/catalog.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,7 +1,7 @@
 import { and, asc, desc, eq, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/index.js';
 import { agencies, catalogHistory, catalogSyncs, resources } from '../db/schema.js';
-import type { Agency, Resource } from './types.js';
+import type { Agency, Resource } from '../model/catalog.js';
 
 /** Which part of the catalog a caller may see: anonymous callers see open resources only. */
 export type Visibility = 'open' | 'all';

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TypedApp } from '../plugins/typed-app.js';
 import { defineProblem, NotFound } from '../errors.js';
 import { decodeCursor, page } from '../pagination.js';
 import type { Caller } from '../plugins/auth.js';
@@ -16,7 +17,7 @@ import {
   ResourceSummary,
   SearchQuery,
 } from './schemas.js';
-import type { Agency } from './types.js';
+import type { Agency } from '../model/catalog.js';
 
 export const ResourceRetired = defineProblem('resource_retired', 'Resource %s has been retired from the catalog.', 410);
 
@@ -89,16 +90,8 @@ export interface CatalogRouteOptions {
   publicUrl: string;
 }
 
-/**
- * GET /v1/catalog/…: search, one resource with its data items, its history, and the agencies;
- * GET /catalog.jsonld and /catalog.ttl: the open part as DCAT-AP 3.
- */
-export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: CatalogRouteOptions) {
-  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  app.addSchema(AgencyView);
-  app.addSchema(ResourceSummary);
-  app.addSchema(ResourceDetail);
-
+/** Search, one resource with its data items, its history. */
+function resourceRoutes(app: TypedApp) {
   app.get(
     '/v1/catalog/resources',
     {
@@ -183,7 +176,10 @@ export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: Cata
       };
     },
   );
+}
 
+/** The provider agencies. */
+function agencyRoutes(app: TypedApp) {
   app.get(
     '/v1/catalog/agencies',
     {
@@ -219,7 +215,10 @@ export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: Cata
       return publicAgency(agency);
     },
   );
+}
 
+/** GET /catalog.jsonld and /catalog.ttl: the open part as DCAT-AP 3. */
+function dcatRoutes(app: TypedApp, publicUrl: string) {
   const dcatRoute = (url: string, mediaType: string, render: (catalog: Awaited<ReturnType<typeof openCatalog>>) => Promise<string>) =>
     app.get(
       url,
@@ -243,4 +242,18 @@ export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: Cata
     JSON.stringify(await catalogJsonLd(catalog.agencies, catalog.resources, { publicUrl })),
   );
   dcatRoute('/catalog.ttl', 'text/turtle', (catalog) => catalogTurtle(catalog.agencies, catalog.resources, { publicUrl }));
+}
+
+/**
+ * GET /v1/catalog/…: search, one resource with its data items, its history, and the agencies;
+ * GET /catalog.jsonld and /catalog.ttl: the open part as DCAT-AP 3.
+ */
+export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: CatalogRouteOptions) {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  app.addSchema(AgencyView);
+  app.addSchema(ResourceSummary);
+  app.addSchema(ResourceDetail);
+  resourceRoutes(app);
+  agencyRoutes(app);
+  dcatRoutes(app, publicUrl);
 }

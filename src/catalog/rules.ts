@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import type { Agency, CatalogError, CatalogErrorCode, Resource } from './types.js';
+import type { Agency, CatalogError, CatalogErrorCode, Resource } from '../model/catalog.js';
 
 /**
  * The catalog's rules beyond what a JSON Schema can say about one file: codes unique across files,

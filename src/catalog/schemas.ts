@@ -1,5 +1,5 @@
 import Type from 'typebox';
-import { agencyLevels, itemFormats, itemTypes, openTypes, resourceFormats, sharingMethods, sharingTypes, themes, updateCycles } from './types.js';
+import { agencyLevels, itemFormats, itemTypes, openTypes, resourceFormats, sharingMethods, sharingTypes, themes, updateCycles } from '../model/catalog.js';
 
 const literalUnion = <T extends readonly string[]>(values: T, description: string) =>
   Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description });

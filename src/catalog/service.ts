@@ -3,7 +3,7 @@ import type { Db } from '../db/index.js';
 import { projectRoot } from '../paths.js';
 import { formatCatalogError, loadCatalog } from './files.js';
 import { syncCatalog, type SyncReport } from './sync.js';
-import type { CatalogError } from './types.js';
+import type { CatalogError } from '../model/catalog.js';
 
 export const defaultCatalogDir = join(projectRoot, 'catalog');
 

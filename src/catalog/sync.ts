@@ -3,8 +3,8 @@ import canonicalize from 'canonicalize';
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../db/index.js';
 import { agencies, catalogHistory, catalogSyncs, resources } from '../db/schema.js';
-import { migrateRecordTable } from '../exchange/tables.js';
-import type { Agency, Catalog, Resource } from './types.js';
+import { migrateRecordTable } from '../records/index.js';
+import type { Agency, Catalog, Resource } from '../model/catalog.js';
 
 export type ChangeKind = 'created' | 'updated' | 'retired' | 'restored';
 

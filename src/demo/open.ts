@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { parse as parseCsv } from 'csv-parse';
 import { findResource } from '../catalog/index.js';
 import type { Database } from '../db/index.js';
-import { loadRecords, type ImportReport, type RawRow } from '../exchange/import.js';
+import { loadRecords, type ImportReport, type RawRow } from '../records/index.js';
 import { asRows, generator, recordCount, type SeedOptions } from './seed.js';
 
 /**

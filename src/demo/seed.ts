@@ -5,9 +5,9 @@ import { sql } from 'drizzle-orm';
 import type { Resource } from '../catalog/index.js';
 import { findResource } from '../catalog/index.js';
 import { rowsOf, type Database } from '../db/index.js';
-import { residentIdCheckChar, usccCheckChar } from '../exchange/identifiers.js';
-import { loadRecords, type ImportReport, type RawRow } from '../exchange/import.js';
-import { qualified, recordTable, RECORDS_SCHEMA } from '../exchange/tables.js';
+import { residentIdCheckChar, usccCheckChar } from '../records/index.js';
+import { loadRecords, type ImportReport, type RawRow } from '../records/index.js';
+import { qualified, recordTable, RECORDS_SCHEMA } from '../records/index.js';
 
 export type DemoSize = 'small' | 'bench';
 

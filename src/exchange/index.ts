@@ -3,9 +3,6 @@ import fp from 'fastify-plugin';
 import { exchangeRoutes } from './routes.js';
 import { UpstreamClient } from './upstream.js';
 
-export { importFile, ImportRejected, loadRecords } from './import.js';
-export type { ImportReport } from './import.js';
-export { recordTable } from './tables.js';
 
 /** Exchange: shared records, queries and verifications, decided by grants and audited. */
 async function exchange(app: FastifyInstance) {

@@ -6,8 +6,10 @@ import { defineProblem, NotFound } from '../errors.js';
 import type { Caller } from '../plugins/auth.js';
 import { howToSendText } from '../plugins/text-headers.js';
 import type { Act, Decision } from '../sharing/index.js';
+import type { TypedApp } from '../plugins/typed-app.js';
 import type { UpstreamClient } from './upstream.js';
-import { checkIdentifier, filterSql, lookupItem, queryRecords, readRecord, verifySubjects, type Filter } from './records.js';
+import { filterSql, type Filter } from '../records/index.js';
+import { checkIdentifier, lookupItem, queryRecords, readRecord, verifySubjects } from './records.js';
 
 export const PurposeRequired = defineProblem<[]>('purpose_required', 'Every exchange call names its purpose in the X-Purpose header.', 400);
 export const RecordNotFound = defineProblem<[string, string]>('record_not_found', 'No record %s in %s.', 404);
@@ -52,68 +54,61 @@ function personsIn(resource: Resource, rows: Array<Record<string, unknown>>): st
   return rows.flatMap((row) => items.map((name) => row[name]).filter((value): value is string => typeof value === 'string' && value.length > 0));
 }
 
-/**
- * Exchange (共享交换): read one record, query records, verify subjects (核验), always cut to the
- * caller's grant, with X-Purpose required and every answer on the audit trail.
- */
-export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { upstream: UpstreamClient }) {
-  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  // Shared records are personal data: no cache, shared or private, may keep an answer.
-  app.addHook('onRequest', (_request, reply, done) => {
-    reply.header('cache-control', 'no-store');
-    done();
+/** Shared records leave with the caller's granted fields only. */
+const cut = (record: Record<string, unknown>, fields: string[]) => Object.fromEntries(fields.map((field) => [field, record[field] ?? null]));
+
+/** Purpose, resource and grant: what every exchange call must clear before any lookup. */
+async function admit(
+  app: TypedApp,
+  request: FastifyRequest,
+  code: string,
+  act: Act,
+  fields?: string[],
+  precheck?: (resource: Resource) => void,
+): Promise<{ resource: Resource; decision: Decision }> {
+  const purpose = request.headers['x-purpose'];
+  const stored = await app.catalogCache.find(code);
+  if (stored) request.auditDetails = { resource: code, provider: stored.document.provider };
+  if (typeof purpose !== 'string' || purpose.trim().length === 0) throw new PurposeRequired();
+  if (!stored || stored.retiredAt) throw new NotFound(`No resource ${code} in the catalog.`);
+  const resource = stored.document;
+  const decision = app.decide({ caller: request.caller as AgencyCaller, resource: { code, sharing: resource.sharing }, act, ...(fields ? { fields } : {}) });
+  if (decision.grant) {
+    request.auditDetails = { ...request.auditDetails, grant_id: decision.grant.id, legal_basis: decision.grant.legalBasis };
+  }
+  // What is malformed is a 400 whatever the grant says (the grant is still on the record).
+  precheck?.(resource);
+  if (!decision.allow) throw Denied(decision.reason as string, denialText[decision.reason as string] as string);
+  return { resource, decision };
+}
+
+/** A record from the provider's own system; the key is checked here first, like a hosted one. */
+async function readUpstream(upstream: UpstreamClient, resource: Resource, key: string) {
+  const parts = resource.record_key.length === 1 ? [key] : key.split('~');
+  resource.record_key.forEach((name, index) => checkIdentifier(resource, name, parts[index] ?? ''));
+  const answer = await upstream.call(resource, { method: 'GET', path: `/records/${encodeURIComponent(key)}` });
+  return answer && typeof answer === 'object' && !Array.isArray(answer) ? (answer as Record<string, unknown>) : undefined;
+}
+
+/** Verdicts from the provider, kept to the shape we promise: nothing else passes through. */
+async function verifyUpstream(upstream: UpstreamClient, resource: Resource, subjects: Array<Record<string, unknown>>) {
+  const answer = (await upstream.call(resource, { method: 'POST', path: '/verify', body: { subjects } })) as { results?: unknown[] } | undefined;
+  const results = Array.isArray(answer?.results) ? answer.results : [];
+  return subjects.map((subject, index) => {
+    const result = (results[index] ?? {}) as { verdict?: unknown; fields?: Record<string, unknown> };
+    const verdict = ['match', 'mismatch', 'not_found'].includes(String(result.verdict)) ? (result.verdict as 'match' | 'mismatch' | 'not_found') : 'not_found';
+    const fields = Object.fromEntries(
+      Object.keys(subject).map((name) => {
+        const value = result.fields?.[name];
+        return [name, value === 'match' || value === 'mismatch' ? value : ('unknown' as const)];
+      }),
+    ) as Record<string, 'match' | 'mismatch' | 'unknown'>;
+    return { verdict, fields };
   });
-  const cut = (record: Record<string, unknown>, fields: string[]) => Object.fromEntries(fields.map((field) => [field, record[field] ?? null]));
+}
 
-  /** Purpose, resource and grant: what every exchange call must clear before any lookup. */
-  async function admit(
-    request: FastifyRequest,
-    code: string,
-    act: Act,
-    fields?: string[],
-    precheck?: (resource: Resource) => void,
-  ): Promise<{ resource: Resource; decision: Decision }> {
-    const purpose = request.headers['x-purpose'];
-    const stored = await app.catalogCache.find(code);
-    if (stored) request.auditDetails = { resource: code, provider: stored.document.provider };
-    if (typeof purpose !== 'string' || purpose.trim().length === 0) throw new PurposeRequired();
-    if (!stored || stored.retiredAt) throw new NotFound(`No resource ${code} in the catalog.`);
-    const resource = stored.document;
-    const decision = app.decide({ caller: request.caller as AgencyCaller, resource: { code, sharing: resource.sharing }, act, ...(fields ? { fields } : {}) });
-    if (decision.grant) {
-      request.auditDetails = { ...request.auditDetails, grant_id: decision.grant.id, legal_basis: decision.grant.legalBasis };
-    }
-    // What is malformed is a 400 whatever the grant says (the grant is still on the record).
-    precheck?.(resource);
-    if (!decision.allow) throw Denied(decision.reason as string, denialText[decision.reason as string] as string);
-    return { resource, decision };
-  }
-
-  /** A record from the provider's own system; the key is checked here first, like a hosted one. */
-  async function readUpstream(resource: Resource, key: string) {
-    const parts = resource.record_key.length === 1 ? [key] : key.split('~');
-    resource.record_key.forEach((name, index) => checkIdentifier(resource, name, parts[index] ?? ''));
-    const answer = await upstream.call(resource, { method: 'GET', path: `/records/${encodeURIComponent(key)}` });
-    return answer && typeof answer === 'object' && !Array.isArray(answer) ? (answer as Record<string, unknown>) : undefined;
-  }
-
-  /** Verdicts from the provider, kept to the shape we promise: nothing else passes through. */
-  async function verifyUpstream(resource: Resource, subjects: Array<Record<string, unknown>>) {
-    const answer = (await upstream.call(resource, { method: 'POST', path: '/verify', body: { subjects } })) as { results?: unknown[] } | undefined;
-    const results = Array.isArray(answer?.results) ? answer.results : [];
-    return subjects.map((subject, index) => {
-      const result = (results[index] ?? {}) as { verdict?: unknown; fields?: Record<string, unknown> };
-      const verdict = ['match', 'mismatch', 'not_found'].includes(String(result.verdict)) ? (result.verdict as 'match' | 'mismatch' | 'not_found') : 'not_found';
-      const fields = Object.fromEntries(
-        Object.keys(subject).map((name) => {
-          const value = result.fields?.[name];
-          return [name, value === 'match' || value === 'mismatch' ? value : ('unknown' as const)];
-        }),
-      ) as Record<string, 'match' | 'mismatch' | 'unknown'>;
-      return { verdict, fields };
-    });
-  }
-
+/** GET …/records/{key}: one record, cut down to the grant. */
+function readRoute(app: TypedApp, upstream: UpstreamClient) {
   app.get(
     '/v1/resources/:code/records/:key',
     {
@@ -133,9 +128,9 @@ export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { up
       },
     },
     async (request) => {
-      const { resource, decision } = await admit(request, request.params.code, 'read');
+      const { resource, decision } = await admit(app, request, request.params.code, 'read');
       const stored = resource.upstream
-        ? await readUpstream(resource, request.params.key)
+        ? await readUpstream(upstream, resource, request.params.key)
         : await readRecord(app.db, resource, request.params.key, decision.fields, personItems(resource));
       request.auditDetails = { ...request.auditDetails, row_count: stored ? 1 : 0, fields: decision.fields };
       if (!stored) throw new RecordNotFound(request.params.key.length > 4 ? `${request.params.key.slice(0, 4)}…` : request.params.key, resource.code);
@@ -143,7 +138,10 @@ export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { up
       return { resource: resource.code, record: cut(stored, decision.fields), grant_id: decision.grant?.id as string };
     },
   );
+}
 
+/** POST …/query: a typed filter over granted items, keyset pages. */
+function queryRoute(app: TypedApp, upstream: UpstreamClient) {
   app.post(
     '/v1/resources/:code/query',
     {
@@ -174,7 +172,7 @@ export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { up
     async (request) => {
       const filter = (request.body.filter ?? {}) as Filter;
       let filtered: ReturnType<typeof filterSql> | undefined;
-      const { resource, decision } = await admit(request, request.params.code, 'query', request.body.fields, (resource) => {
+      const { resource, decision } = await admit(app, request, request.params.code, 'query', request.body.fields, (resource) => {
         filtered = filterSql(resource, filter);
       });
       const fields = request.body.fields ?? decision.fields;
@@ -200,7 +198,10 @@ export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { up
       return { items: result.items, next_cursor: result.next ? app.sealCursor(result.next) : null, grant_id: decision.grant?.id as string };
     },
   );
+}
 
+/** POST …/verify (核验): match or mismatch, never a stored value. */
+function verifyRoute(app: TypedApp, upstream: UpstreamClient) {
   app.post(
     '/v1/resources/:code/verify',
     {
@@ -236,7 +237,7 @@ export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { up
       const subjects = body.subjects ?? [body.subject as Record<string, unknown>];
       const compared = [...new Set(subjects.flatMap((subject) => Object.keys(subject)))];
       let lookups: string[] = [];
-      const { resource } = await admit(request, request.params.code, 'verify', compared, (resource) => {
+      const { resource } = await admit(app, request, request.params.code, 'verify', compared, (resource) => {
         const known = new Set(resource.items.map((item) => item.name));
         lookups = subjects.map((subject, index) => {
           const unknown = Object.keys(subject).find((name) => !known.has(name));
@@ -251,9 +252,25 @@ export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { up
         });
       });
       request.auditDetails = { ...request.auditDetails, fields: compared, subjects: personsIn(resource, subjects) };
-      const results = resource.upstream ? await verifyUpstream(resource, subjects) : await verifySubjects(app.db, resource, subjects, lookups);
+      const results = resource.upstream ? await verifyUpstream(upstream, resource, subjects) : await verifySubjects(app.db, resource, subjects, lookups);
       request.auditDetails.row_count = results.filter((result) => result.verdict !== 'not_found').length;
       return body.subjects ? { results } : (results[0] as (typeof results)[number]);
     },
   );
+}
+
+/**
+ * Exchange (共享交换): read one record, query records, verify subjects (核验), always cut to the
+ * caller's grant, with X-Purpose required and every answer on the audit trail.
+ */
+export async function exchangeRoutes(parent: FastifyInstance, { upstream }: { upstream: UpstreamClient }) {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  // Shared records are personal data: no cache, shared or private, may keep an answer.
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.header('cache-control', 'no-store');
+    done();
+  });
+  readRoute(app, upstream);
+  queryRoute(app, upstream);
+  verifyRoute(app, upstream);
 }

@@ -1,6 +1,6 @@
 import CircuitBreaker from 'opossum';
 import { Agent, errors as undiciErrors, request } from 'undici';
-import type { Resource, Upstream } from '../catalog/types.js';
+import type { Resource, Upstream } from '../model/catalog.js';
 import { defineProblem } from '../errors.js';
 
 export const UpstreamUnavailable = defineProblem<[string, string]>('upstream_unavailable', "The provider's system for %s did not answer usably: %s.", 502);

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import formbody from '@fastify/formbody';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TypedApp } from '../plugins/typed-app.js';
 import { decodeJwt } from 'jose';
 import Type from 'typebox';
 import { decodeCursor, page } from '../pagination.js';
@@ -70,37 +71,11 @@ const ClientView = Type.Object(
 const Jwk = Type.Record(Type.String(), Type.Unknown());
 const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, { $ref: 'Problem#' }]));
 
-/**
- * The OAuth 2.0 authorization server: token (RFC 6749 §4.4, RFC 7523), revocation (RFC 7009),
- * metadata (RFC 8414), the JWK Set; and the admin routes for clients and keys.
- */
-export async function identityRoutes(parent: FastifyInstance, options: IdentityRouteOptions) {
-  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  const { tokens, keys, revocation, clientAuth } = options;
-  await app.register(formbody, { bodyLimit: 16_384 });
-  app.addSchema(ClientView);
+const ClientParams = Type.Object({ id: Type.String({ maxLength: 100 }) });
 
-  // Issuance is limited per client (the id it claims; authentication comes after the count).
-  await app.register(rateLimit, {
-    global: false,
-    hook: 'preHandler',
-    max: options.tokenRateLimitPerMinute,
-    timeWindow: 60_000,
-    keyGenerator: (request) => {
-      const body = (request.body ?? {}) as Record<string, string | undefined>;
-      const basic = request.headers.authorization?.startsWith('Basic ')
-        ? Buffer.from(request.headers.authorization.slice(6), 'base64').toString('utf8').split(':')[0]
-        : undefined;
-      let assertionSubject: string | undefined;
-      try {
-        assertionSubject = body.client_assertion ? decodeJwt(body.client_assertion).sub : undefined;
-      } catch {
-        assertionSubject = undefined;
-      }
-      return `token:${basic ?? body.client_id ?? assertionSubject ?? request.ip}`;
-    },
-  });
-
+/** POST /oauth/token (RFC 6749 §4.4): client credentials, limited per client. */
+function tokenRoute(app: TypedApp, options: IdentityRouteOptions) {
+  const { tokens, clientAuth } = options;
   app.post(
     '/oauth/token',
     {
@@ -132,7 +107,11 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
       return tokens.issue(client, scopes);
     },
   );
+}
 
+/** POST /oauth/revoke (RFC 7009). */
+function revokeRoute(app: TypedApp, options: IdentityRouteOptions) {
+  const { tokens, revocation, clientAuth } = options;
   app.post(
     '/oauth/revoke',
     {
@@ -167,7 +146,11 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
       return reply.code(200).send(undefined);
     },
   );
+}
 
+/** The public keys (RFC 7517) and the server's metadata (RFC 8414). */
+function metadataRoutes(app: TypedApp, options: IdentityRouteOptions) {
+  const { keys, clientAuth } = options;
   app.get(
     '/.well-known/jwks.json',
     {
@@ -209,15 +192,14 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
       };
     },
   );
+}
 
-  // Admin: what `gateway client …` and `gateway keys rotate` do, over HTTP (scope admin).
-  const admin = { onRequest: app.requireScope('admin') };
-  const ClientParams = Type.Object({ id: Type.String({ maxLength: 100 }) });
-
+/** Admin: register, list and read clients (what `gateway client …` does). */
+function adminClientRoutes(app: TypedApp) {
   app.post(
     '/v1/admin/clients',
     {
-      ...admin,
+      onRequest: app.requireScope('admin'),
       config: { audit: 'client.create' },
       schema: {
         tags: ['admin'],
@@ -246,7 +228,7 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
   app.get(
     '/v1/admin/clients',
     {
-      ...admin,
+      onRequest: app.requireScope('admin'),
       schema: {
         tags: ['admin'],
         summary: 'List clients',
@@ -276,7 +258,7 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
   app.get(
     '/v1/admin/clients/:id',
     {
-      ...admin,
+      onRequest: app.requireScope('admin'),
       schema: {
         tags: ['admin'],
         summary: 'One client',
@@ -291,11 +273,15 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
       return clientView(client);
     },
   );
+}
 
+/** Admin: disable a client, rotate its secret, rotate the signing key. */
+function adminActionRoutes(app: TypedApp, options: IdentityRouteOptions) {
+  const { tokens, keys, revocation } = options;
   app.post(
     '/v1/admin/clients/:id/disable',
     {
-      ...admin,
+      onRequest: app.requireScope('admin'),
       config: { audit: 'client.disable' },
       schema: {
         tags: ['admin'],
@@ -317,7 +303,7 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
   app.post(
     '/v1/admin/clients/:id/rotate-secret',
     {
-      ...admin,
+      onRequest: app.requireScope('admin'),
       config: { audit: 'client.rotate_secret' },
       schema: {
         tags: ['admin'],
@@ -337,7 +323,7 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
   app.post(
     '/v1/admin/keys/rotate',
     {
-      ...admin,
+      onRequest: app.requireScope('admin'),
       config: { audit: 'keys.rotate' },
       schema: {
         tags: ['admin'],
@@ -353,4 +339,41 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
       return { kid };
     },
   );
+}
+
+/**
+ * The OAuth 2.0 authorization server: token (RFC 6749 §4.4, RFC 7523), revocation (RFC 7009),
+ * metadata (RFC 8414), the JWK Set; and the admin routes for clients and keys.
+ */
+export async function identityRoutes(parent: FastifyInstance, options: IdentityRouteOptions) {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  await app.register(formbody, { bodyLimit: 16_384 });
+  app.addSchema(ClientView);
+
+  // Issuance is limited per client (the id it claims; authentication comes after the count).
+  await app.register(rateLimit, {
+    global: false,
+    hook: 'preHandler',
+    max: options.tokenRateLimitPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => {
+      const body = (request.body ?? {}) as Record<string, string | undefined>;
+      const basic = request.headers.authorization?.startsWith('Basic ')
+        ? Buffer.from(request.headers.authorization.slice(6), 'base64').toString('utf8').split(':')[0]
+        : undefined;
+      let assertionSubject: string | undefined;
+      try {
+        assertionSubject = body.client_assertion ? decodeJwt(body.client_assertion).sub : undefined;
+      } catch {
+        assertionSubject = undefined;
+      }
+      return `token:${basic ?? body.client_id ?? assertionSubject ?? request.ip}`;
+    },
+  });
+
+  tokenRoute(app, options);
+  revokeRoute(app, options);
+  metadataRoutes(app, options);
+  adminClientRoutes(app);
+  adminActionRoutes(app, options);
 }

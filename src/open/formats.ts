@@ -6,8 +6,8 @@ import type { Resource } from '../catalog/index.js';
 import { datasetFormats, type DownloadFormat } from '../catalog/dcat.js';
 import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/index.js';
-import type { StoredRecord } from '../exchange/records.js';
-import { qualified, quoted, recordTable } from '../exchange/tables.js';
+import type { StoredRecord } from '../records/index.js';
+import { qualified, quoted, recordTable } from '../records/index.js';
 import { rowBatches } from './query.js';
 
 export type FileFormat = 'csv' | 'json' | 'ndjson' | 'geojson' | 'xlsx';

@@ -2,9 +2,9 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { DataItem, Resource } from '../catalog/index.js';
 import { rowsOf, type Database, type Db } from '../db/index.js';
 import { defineProblem } from '../errors.js';
-import { filterSql, InvalidFilter, item, operators, selected, type Filter, type StoredRecord } from '../exchange/records.js';
-import { qualified, quoted, recordTable } from '../exchange/tables.js';
-import { typedValue } from '../exchange/import.js';
+import { filterSql, InvalidFilter, item, operators, selected, type Filter, type StoredRecord } from '../records/index.js';
+import { qualified, quoted, recordTable } from '../records/index.js';
+import { typedValue } from '../records/index.js';
 
 export const InvalidSelect = defineProblem<[string]>('invalid_select', '%s', 400);
 export const InvalidOrder = defineProblem<[string]>('invalid_order', '%s', 400);

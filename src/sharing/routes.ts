@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TypedApp } from '../plugins/typed-app.js';
 import { and, desc, eq, isNotNull, isNull, lt, lte, gt, or, sql, type SQL } from 'drizzle-orm';
 import Type from 'typebox';
 import { findResource } from '../catalog/index.js';
@@ -114,27 +115,33 @@ const RoleQuery = Type.Optional(
 const isCursor = (value: unknown): value is [string, string] =>
   Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string';
 
-/**
- * Applications (共享申请), decisions (审核) and grants (授权): consumers apply and see their own;
- * providers decide and revoke for their resources; supervisors see everything, overdue included.
- */
-export async function sharingRoutes(parent: FastifyInstance, { settings, supervisors, cache }: SharingRouteOptions) {
-  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  app.addSchema(ApplicationView);
-  app.addSchema(GrantView);
+const agencyOf = (request: FastifyRequest) => request.caller as AgencyCaller;
+const seesAll = (supervisors: ReadonlySet<string>, caller: AgencyCaller) =>
+  caller.scopes.has('admin') || (supervisors.has(caller.agency) && caller.scopes.has('audit:read'));
+const mayDecide = (caller: AgencyCaller, provider: string) => caller.scopes.has('admin') || (caller.agency === provider && caller.scopes.has('grants:manage'));
 
-  const agencyOf = (request: FastifyRequest) => request.caller as AgencyCaller;
-  const seesAll = (caller: AgencyCaller) => caller.scopes.has('admin') || (supervisors.has(caller.agency) && caller.scopes.has('audit:read'));
-  const mayDecide = (caller: AgencyCaller, provider: string) => caller.scopes.has('admin') || (caller.agency === provider && caller.scopes.has('grants:manage'));
+/** Rows a caller may see: its own as consumer, its resources' as provider, all for supervisors. */
+function visible(supervisors: ReadonlySet<string>, caller: AgencyCaller, table: typeof applications | typeof grants, role?: 'consumer' | 'provider'): SQL | undefined {
+  if (role === 'consumer') return eq(table.agency, caller.agency);
+  if (role === 'provider') return eq(table.provider, caller.agency);
+  if (seesAll(supervisors, caller)) return undefined;
+  return or(eq(table.agency, caller.agency), eq(table.provider, caller.agency));
+}
 
-  /** Rows a caller may see: its own as consumer, its resources' as provider, all for supervisors. */
-  function visible(caller: AgencyCaller, table: typeof applications | typeof grants, role?: 'consumer' | 'provider'): SQL | undefined {
-    if (role === 'consumer') return eq(table.agency, caller.agency);
-    if (role === 'provider') return eq(table.provider, caller.agency);
-    if (seesAll(caller)) return undefined;
-    return or(eq(table.agency, caller.agency), eq(table.provider, caller.agency));
+const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+
+/** An application the caller may see, or 404 (never 403: its existence is not told). */
+async function visibleApplication(app: TypedApp, supervisors: ReadonlySet<string>, request: FastifyRequest, id: string): Promise<Application> {
+  const caller = agencyOf(request);
+  const application = await findApplication(app.db, id);
+  if (!application || !(seesAll(supervisors, caller) || application.agency === caller.agency || application.provider === caller.agency)) {
+    throw new NotFound(`No application ${id}.`);
   }
+  return application;
+}
 
+/** POST /v1/applications: a consumer applies; unconditional resources are granted at once. */
+function applyRoute(app: TypedApp, { settings, cache }: SharingRouteOptions) {
   app.post(
     '/v1/applications',
     {
@@ -175,7 +182,10 @@ export async function sharingRoutes(parent: FastifyInstance, { settings, supervi
       return reply.code(grant ? 201 : 202).send(applicationView(application, now));
     },
   );
+}
 
+/** GET /v1/applications and /v1/applications/{id}: what the caller may see. */
+function applicationListRoutes(app: TypedApp, { supervisors }: SharingRouteOptions) {
   app.get(
     '/v1/applications',
     {
@@ -210,7 +220,7 @@ export async function sharingRoutes(parent: FastifyInstance, { settings, supervi
         .from(applications)
         .where(
           and(
-            visible(agencyOf(request), applications, role),
+            visible(supervisors, agencyOf(request), applications, role),
             status ? eq(applications.status, status) : undefined,
             overdue ? and(eq(applications.status, 'pending'), lt(applications.dueAt, now)) : undefined,
             resource ? eq(applications.resource, resource) : undefined,
@@ -225,17 +235,6 @@ export async function sharingRoutes(parent: FastifyInstance, { settings, supervi
     },
   );
 
-  const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
-
-  async function visibleApplication(request: FastifyRequest, id: string): Promise<Application> {
-    const caller = agencyOf(request);
-    const application = await findApplication(app.db, id);
-    if (!application || !(seesAll(caller) || application.agency === caller.agency || application.provider === caller.agency)) {
-      throw new NotFound(`No application ${id}.`);
-    }
-    return application;
-  }
-
   app.get(
     '/v1/applications/:id',
     {
@@ -248,9 +247,12 @@ export async function sharingRoutes(parent: FastifyInstance, { settings, supervi
         response: { 200: { $ref: 'Application#' }, ...problems(401, 403, 404) },
       },
     },
-    async (request) => applicationView(await visibleApplication(request, request.params.id), app.clock()),
+    async (request) => applicationView(await visibleApplication(app, supervisors, request, request.params.id), app.clock()),
   );
+}
 
+/** POST /v1/applications/{id}/decision: the provider approves (possibly narrowed) or rejects. */
+function decisionRoute(app: TypedApp, { cache, supervisors }: SharingRouteOptions) {
   app.post(
     '/v1/applications/:id/decision',
     {
@@ -278,7 +280,7 @@ export async function sharingRoutes(parent: FastifyInstance, { settings, supervi
     },
     async (request) => {
       const caller = agencyOf(request);
-      const application = await visibleApplication(request, request.params.id);
+      const application = await visibleApplication(app, supervisors, request, request.params.id);
       request.auditDetails = { resource: application.resource, provider: application.provider, fields: application.fields };
       if (!mayDecide(caller, application.provider)) throw new NotProvider(application.resource);
       const now = app.clock();
@@ -290,7 +292,10 @@ export async function sharingRoutes(parent: FastifyInstance, { settings, supervi
       return applicationView(decided.application, now);
     },
   );
+}
 
+/** GET /v1/grants and DELETE /v1/grants/{id}: grants seen and revoked. */
+function grantRoutes(app: TypedApp, { supervisors, cache }: SharingRouteOptions) {
   app.get(
     '/v1/grants',
     {
@@ -329,7 +334,7 @@ export async function sharingRoutes(parent: FastifyInstance, { settings, supervi
         .from(grants)
         .where(
           and(
-            visible(agencyOf(request), grants, role),
+            visible(supervisors, agencyOf(request), grants, role),
             status ? byStatus[status] : undefined,
             resource ? eq(grants.resource, resource) : undefined,
             after ? sql`(${grants.validFrom}, ${grants.id}) < (${after[0]}::timestamptz, ${after[1]})` : undefined,
@@ -360,7 +365,7 @@ export async function sharingRoutes(parent: FastifyInstance, { settings, supervi
     async (request) => {
       const caller = agencyOf(request);
       const grant = await findGrant(app.db, request.params.id);
-      if (!grant || !(seesAll(caller) || grant.agency === caller.agency || grant.provider === caller.agency)) {
+      if (!grant || !(seesAll(supervisors, caller) || grant.agency === caller.agency || grant.provider === caller.agency)) {
         throw new NotFound(`No grant ${request.params.id}.`);
       }
       request.auditDetails = { resource: grant.resource, provider: grant.provider, grant_id: grant.id, fields: grant.fields };
@@ -370,4 +375,18 @@ export async function sharingRoutes(parent: FastifyInstance, { settings, supervi
       return grantView(revoked, app.clock());
     },
   );
+}
+
+/**
+ * Applications (共享申请), decisions (审核) and grants (授权): consumers apply and see their own;
+ * providers decide and revoke for their resources; supervisors see everything, overdue included.
+ */
+export async function sharingRoutes(parent: FastifyInstance, options: SharingRouteOptions) {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  app.addSchema(ApplicationView);
+  app.addSchema(GrantView);
+  applyRoute(app, options);
+  applicationListRoutes(app, options);
+  decisionRoute(app, options);
+  grantRoutes(app, options);
 }

@@ -12,7 +12,7 @@ import {
   type DcatResource,
 } from '../../src/catalog/dcat.js';
 import { loadCatalog } from '../../src/catalog/files.js';
-import type { Agency } from '../../src/catalog/types.js';
+import type { Agency } from '../../src/model/catalog.js';
 import { projectRoot } from '../../src/paths.js';
 import {
   canonicalNQuads,

@@ -16,7 +16,7 @@ import {
   updateCycles,
   type Catalog,
   type CatalogError,
-} from '../../src/catalog/types.js';
+} from '../../src/model/catalog.js';
 import { projectRoot } from '../../src/paths.js';
 
 type Doc = Record<string, unknown>;

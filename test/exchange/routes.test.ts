@@ -4,7 +4,7 @@ import type { App } from '../../src/app.js';
 import type { Driver } from '../../src/db/index.js';
 import { auditEvents } from '../../src/db/schema.js';
 import { enterprises, residents, seedDemo, students } from '../../src/demo/seed.js';
-import { residentIdCheckChar } from '../../src/exchange/identifiers.js';
+import { residentIdCheckChar } from '../../src/records/identifiers.js';
 import { buildTestApp, forEachDriver, freshDatabase } from '../helpers/app.js';
 import { party, type Party } from '../helpers/parties.js';
 import { assertProblem } from '../helpers/problem.js';

@@ -14,7 +14,7 @@ import { defaultCatalogDir, syncCatalogDir } from '../../src/catalog/index.js';
 import { openDatabase, rowsOf, type Database } from '../../src/db/index.js';
 import { catalogHistory } from '../../src/db/schema.js';
 import { seedOpenDemo, stations } from '../../src/demo/open.js';
-import { qualified, recordTable } from '../../src/exchange/tables.js';
+import { qualified, recordTable } from '../../src/records/tables.js';
 import { findDataset, stampOf } from '../../src/open/datasets.js';
 import { buildTestApp, forEachDriver, freshDatabase, freshDatabaseUrl, TEST_KEY_ENCRYPTION_KEY } from '../helpers/app.js';
 

@@ -2,7 +2,7 @@ import t from 'tap';
 import { sql } from 'drizzle-orm';
 import { findResource } from '../../src/catalog/index.js';
 import { rowsOf } from '../../src/db/index.js';
-import { migrateRecordTable } from '../../src/exchange/tables.js';
+import { migrateRecordTable } from '../../src/records/tables.js';
 import { buildTestApp, forEachDriver, freshDatabase } from '../helpers/app.js';
 
 const RESIDENTS = '330000-PSB-00001'; // record key id_number; region_code filterable

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { parse as parseCsv } from 'csv-parse';
 import { eq, sql } from 'drizzle-orm';
 import streamArray from 'stream-json/streamers/stream-array.js';
-import type { DataItem, Resource } from '../catalog/index.js';
+import type { DataItem, Resource } from '../model/catalog.js';
 import { rowsOf, type Database } from '../db/index.js';
 import { catalogHistory, resources } from '../db/schema.js';
 import { formatProblem } from './identifiers.js';

@@ -8,8 +8,8 @@ import { findResource, type Resource } from '../../src/catalog/index.js';
 import { openDatabase, rowsOf, type Database } from '../../src/db/index.js';
 import { catalogHistory } from '../../src/db/schema.js';
 import { enterprises, residents, students } from '../../src/demo/seed.js';
-import { importFile, ImportRejected, loadRecords, type ImportReport } from '../../src/exchange/index.js';
-import type { RawRow } from '../../src/exchange/import.js';
+import { importFile, ImportRejected, loadRecords, type ImportReport } from '../../src/records/index.js';
+import type { RawRow } from '../../src/records/import.js';
 import { buildTestApp, forEachDriver, freshDatabase, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY } from '../helpers/app.js';
 
 const STUDENT = '330000-EDU-00001'; // zj-edu: student_id key, id_number (cn-resident-id, optional), date enrolled_on

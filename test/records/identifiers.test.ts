@@ -7,7 +7,7 @@ import {
   residentIdProblem,
   usccCheckChar,
   usccProblem,
-} from '../../src/exchange/identifiers.js';
+} from '../../src/records/identifiers.js';
 
 /**
  * Reference check characters written from the standards' formulas, not from the code under test:

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/index.js';
 import { recordMigrations } from '../db/schema.js';
-import type { DataItem, Resource } from '../catalog/index.js';
+import type { DataItem, Resource } from '../model/catalog.js';
 
 export const RECORDS_SCHEMA = 'records';
 
