@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import madge from 'madge';
+import ts from 'typescript';
 import { projectRoot } from '../src/paths.js';
 
 /**
@@ -35,4 +37,25 @@ t.test('every module of src/ imports only from its layer or those below it', asy
     for (const imported of imports) if (layerOf(imported) > layer) upward.push(`${module} -> ${imported}`);
   }
   t.same(upward, [], 'no import points up');
+});
+
+/** Longest a function in src/ may be: past this, it holds more than one idea (issue 15). */
+const MAX_FUNCTION_LINES = 120;
+
+t.test(`no function in src/ is longer than ${MAX_FUNCTION_LINES} lines`, async (t) => {
+  const long: string[] = [];
+  for (const module of Object.keys(graph.obj())) {
+    const file = join(projectRoot, 'src', module);
+    const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+    const visit = (node: ts.Node) => {
+      if (ts.isFunctionLike(node) && 'body' in node && node.body) {
+        const first = source.getLineAndCharacterOfPosition(node.getStart()).line;
+        const last = source.getLineAndCharacterOfPosition(node.getEnd()).line;
+        if (last - first + 1 > MAX_FUNCTION_LINES) long.push(`${module}:${first + 1} (${last - first + 1} lines)`);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+  }
+  t.same(long, [], 'every function fits');
 });

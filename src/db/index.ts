@@ -115,7 +115,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   const db = drizzle(client, { schema }) as unknown as Db;
   const location = redactUrl(url);
   const copyLimit = options.copyLimit ?? 2;
-  let copies = 0;
+  const copySlots = { running: 0 };
 
   return {
     driver: 'postgres',
@@ -148,82 +148,8 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       await pipeline(Readable.from(csvChunks), writable);
     },
     copyOut(statement: string, idleMs = 30_000): AsyncIterable<Buffer> | undefined {
-      if (copies >= copyLimit) return undefined;
-      return (async function* () {
-        // Counted from the first read: a copy that is never read never opens its connection.
-        copies += 1;
-        const connection = postgres(url, { max: 1, onnotice, connection: { application_name: `${applicationName}-copy` } });
-        const query = connection.unsafe(statement);
-        // The stream is read by its events, never destroyed: postgres.js pauses the socket when a
-        // push is refused, and a destroyed stream refuses every push, so its connection would
-        // never read again (not even the end of the connection).
-        const queue: Buffer[] = [];
-        let ended = false;
-        let failed: Error | undefined;
-        let dropping = false;
-        let wake: (() => void) | undefined;
-        let stream: Readable | undefined;
-        let finished = false;
-        try {
-          stream = (await query.readable()) as unknown as Readable;
-          const source = stream;
-          // COPY sends a message a row: they are handed on together, up to 1 MiB at a time.
-          let queued = 0;
-          source.on('data', (chunk: Buffer) => {
-            if (dropping) return;
-            queue.push(chunk);
-            queued += chunk.length;
-            if (queued >= 1_048_576) source.pause();
-            wake?.();
-          });
-          source.once('end', () => {
-            ended = true;
-            wake?.();
-          });
-          source.once('error', (error: Error) => {
-            failed = error;
-            wake?.();
-          });
-          for (;;) {
-            if (queue.length) {
-              const chunk = queue.length === 1 ? (queue[0] as Buffer) : Buffer.concat(queue, queued);
-              queue.length = 0;
-              queued = 0;
-              if (source.isPaused()) source.resume();
-              yield chunk;
-              continue;
-            }
-            if (failed) throw failed;
-            if (ended) break;
-            // A server error arrives as the stream's error; a connection that hangs sends
-            // nothing at all, so long silence is an error too.
-            let timer: NodeJS.Timeout | undefined;
-            const silent = await new Promise<boolean>((resolve) => {
-              wake = () => {
-                wake = undefined;
-                resolve(false);
-              };
-              timer = setTimeout(() => resolve(true), idleMs);
-            });
-            clearTimeout(timer);
-            wake = undefined;
-            if (silent) throw new Error(`COPY sent nothing for ${idleMs} ms`);
-          }
-          finished = true;
-        } finally {
-          copies -= 1;
-          if (!finished) {
-            // Stopped half-way: the server is told to stop (a cancel request), and what it sent
-            // meanwhile is read and dropped, until the connection is idle and can end.
-            dropping = true;
-            queue.length = 0;
-            stream?.resume();
-            query.cancel();
-            query.catch(() => {});
-          }
-          await connection.end({ timeout: 2 }).catch(() => {});
-        }
-      })();
+      if (copySlots.running >= copyLimit) return undefined;
+      return copyRows(postgres, url, { onnotice, applicationName: `${applicationName}-copy` }, statement, idleMs, copySlots);
     },
     cursor<T>(query: SQL, batchSize: number): AsyncIterable<T[]> {
       const compiled = dialect.sqlToQuery(query);
@@ -240,6 +166,92 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       await client.end({ timeout: 5 });
     },
   };
+}
+
+/**
+ * The rows of one `COPY … TO STDOUT` on a connection of its own (see Database.copyOut); `slots`
+ * counts the copies running, from the first read (a copy never read never opens a connection).
+ */
+async function* copyRows(
+  postgres: typeof import('postgres'),
+  url: string,
+  connectionOptions: { onnotice: (notice: unknown) => void; applicationName: string },
+  statement: string,
+  idleMs: number,
+  slots: { running: number },
+): AsyncGenerator<Buffer> {
+  slots.running += 1;
+  const connection = postgres(url, { max: 1, onnotice: connectionOptions.onnotice, connection: { application_name: connectionOptions.applicationName } });
+  const query = connection.unsafe(statement);
+  // The stream is read by its events, never destroyed: postgres.js pauses the socket when a
+  // push is refused, and a destroyed stream refuses every push, so its connection would
+  // never read again (not even the end of the connection).
+  const queue: Buffer[] = [];
+  let ended = false;
+  let failed: Error | undefined;
+  let dropping = false;
+  let wake: (() => void) | undefined;
+  let stream: Readable | undefined;
+  let finished = false;
+  try {
+    stream = (await query.readable()) as unknown as Readable;
+    const source = stream;
+    // COPY sends a message a row: they are handed on together, up to 1 MiB at a time.
+    let queued = 0;
+    source.on('data', (chunk: Buffer) => {
+      if (dropping) return;
+      queue.push(chunk);
+      queued += chunk.length;
+      if (queued >= 1_048_576) source.pause();
+      wake?.();
+    });
+    source.once('end', () => {
+      ended = true;
+      wake?.();
+    });
+    source.once('error', (error: Error) => {
+      failed = error;
+      wake?.();
+    });
+    for (;;) {
+      if (queue.length) {
+        const chunk = queue.length === 1 ? (queue[0] as Buffer) : Buffer.concat(queue, queued);
+        queue.length = 0;
+        queued = 0;
+        if (source.isPaused()) source.resume();
+        yield chunk;
+        continue;
+      }
+      if (failed) throw failed;
+      if (ended) break;
+      // A server error arrives as the stream's error; a connection that hangs sends
+      // nothing at all, so long silence is an error too.
+      let timer: NodeJS.Timeout | undefined;
+      const silent = await new Promise<boolean>((resolve) => {
+        wake = () => {
+          wake = undefined;
+          resolve(false);
+        };
+        timer = setTimeout(() => resolve(true), idleMs);
+      });
+      clearTimeout(timer);
+      wake = undefined;
+      if (silent) throw new Error(`COPY sent nothing for ${idleMs} ms`);
+    }
+    finished = true;
+  } finally {
+    slots.running -= 1;
+    if (!finished) {
+      // Stopped half-way: the server is told to stop (a cancel request), and what it sent
+      // meanwhile is read and dropped, until the connection is idle and can end.
+      dropping = true;
+      queue.length = 0;
+      stream?.resume();
+      query.cancel();
+      query.catch(() => {});
+    }
+    await connection.end({ timeout: 2 }).catch(() => {});
+  }
 }
 
 async function openPglite(url: string, options: OpenDatabaseOptions): Promise<Database> {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TypedApp } from '../plugins/typed-app.js';
 import rangeParser from 'range-parser';
 import Type from 'typebox';
 import { datasetFormats } from '../catalog/dcat.js';
@@ -204,40 +205,42 @@ export interface OpenRouteOptions {
   prebuild: boolean;
 }
 
-/**
- * Open data (数据开放): list and describe open datasets, query their records, download them in
- * every format, whole or filtered, streamed, cached and resumable; conditional datasets after
- * their terms are accepted. Every records query and download is on the audit trail.
- */
-export async function openRoutes(parent: FastifyInstance, options: OpenRouteOptions) {
-  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  const { files, publicUrl } = options;
-
-  /** The dataset, or 404; a conditional one only for a caller whose agency accepted its terms. */
-  async function admit(request: FastifyRequest, reply: FastifyReply, code: string): Promise<Dataset> {
-    const dataset = await findDataset(app.db, code);
-    if (dataset) request.auditDetails = { resource: code, provider: dataset.resource.provider };
-    if (!dataset) throw new NotFound(`No open dataset ${code}.`);
-    const terms = termsOf(dataset.resource);
-    if (terms) {
-      const caller = request.caller;
-      if (!caller) {
-        reply.header('www-authenticate', 'Bearer realm="govdata-gateway"');
-        throw Object.assign(new Error(`${code} is open on conditions: call with a token of a client whose agency accepted its terms (POST ${base(dataset)}/terms).`), {
-          statusCode: 401,
-          code: 'token_missing',
-        });
-      }
-      if (caller.kind !== 'agency' || !(await hasAccepted(app.db, code, terms.sha256, caller.agency))) {
-        throw new TermsRequired(`${code} is open on conditions that your agency has not accepted: read them at ${base(dataset)}/terms and accept them there.`);
-      }
+/** The dataset, or 404; a conditional one only for a caller whose agency accepted its terms. */
+async function admit(app: TypedApp, request: FastifyRequest, reply: FastifyReply, code: string): Promise<Dataset> {
+  const dataset = await findDataset(app.db, code);
+  if (dataset) request.auditDetails = { resource: code, provider: dataset.resource.provider };
+  if (!dataset) throw new NotFound(`No open dataset ${code}.`);
+  const terms = termsOf(dataset.resource);
+  if (terms) {
+    const caller = request.caller;
+    if (!caller) {
+      reply.header('www-authenticate', 'Bearer realm="govdata-gateway"');
+      throw Object.assign(new Error(`${code} is open on conditions: call with a token of a client whose agency accepted its terms (POST ${base(dataset)}/terms).`), {
+        statusCode: 401,
+        code: 'token_missing',
+      });
     }
-    if (dataset.resource.upstream) throw new NotHosted(`${code} is served by its provider's own system, not hosted here.`);
-    reply.header('cache-control', terms ? 'private, no-cache' : 'public, max-age=60');
-    reply.header('vary', 'Authorization, Accept-Encoding');
-    return dataset;
+    if (caller.kind !== 'agency' || !(await hasAccepted(app.db, code, terms.sha256, caller.agency))) {
+      throw new TermsRequired(`${code} is open on conditions that your agency has not accepted: read them at ${base(dataset)}/terms and accept them there.`);
+    }
   }
+  if (dataset.resource.upstream) throw new NotHosted(`${code} is served by its provider's own system, not hosted here.`);
+  reply.header('cache-control', terms ? 'private, no-cache' : 'public, max-age=60');
+  reply.header('vary', 'Authorization, Accept-Encoding');
+  return dataset;
+}
 
+function ifRangeHolds(request: FastifyRequest, etag: string, modified: Date): boolean {
+  const header = request.headers['if-range'];
+  if (typeof header !== 'string') return header === undefined;
+  if (header.startsWith('"') || header.startsWith('W/')) return !header.startsWith('W/') && header === etag;
+  const date = Date.parse(header);
+  return !Number.isNaN(date) && date === modified.getTime();
+}
+
+/** The open datasets, one with its schema and distributions, and its Data Package. */
+function datasetRoutes(app: TypedApp, options: OpenRouteOptions) {
+  const { publicUrl } = options;
   app.get(
     '/v1/open/datasets',
     {
@@ -316,12 +319,15 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
       },
     },
     async (request, reply) => {
-      const dataset = await admit(request, reply, request.params.code);
+      const dataset = await admit(app, request, reply, request.params.code);
       reply.header('last-modified', lastModified(dataset).toUTCString());
       return dataPackage(dataset, publicUrl);
     },
   );
+}
 
+/** The terms of a conditional dataset, and their acceptance by an agency. */
+function termsRoutes(app: TypedApp) {
   app.get(
     '/v1/open/datasets/:code/terms',
     {
@@ -388,7 +394,10 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
       return { dataset: row.resource, sha256: row.termsSha256, agency: row.agency, client_id: row.clientId, accepted_at: row.acceptedAt.toISOString() };
     },
   );
+}
 
+/** GET …/records: select, where, order and keyset pages. */
+function recordsRoute(app: TypedApp) {
   app.get(
     '/v1/open/datasets/:code/records',
     {
@@ -422,7 +431,7 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
       },
     },
     async (request, reply) => {
-      const dataset = await admit(request, reply, request.params.code);
+      const dataset = await admit(app, request, reply, request.params.code);
       const resource = dataset.resource;
       const query = parseOpenQuery(resource, request.query);
       const cursor = request.query.cursor;
@@ -445,7 +454,11 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
       );
     },
   );
+}
 
+/** GET …/download.{format}: the whole dataset or a filtered part, prebuilt or streamed. */
+function downloadRoute(app: TypedApp, options: OpenRouteOptions) {
+  const { files } = options;
   app.get(
     '/v1/open/datasets/:code/download.:format',
     {
@@ -475,7 +488,7 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
     },
     async (request, reply) => {
       const format = request.params.format as FileFormat;
-      const dataset = await admit(request, reply, request.params.code);
+      const dataset = await admit(app, request, reply, request.params.code);
       const resource = dataset.resource;
       if (format === 'geojson' && !coordinates(resource)) {
         throw new NotLocated(`${resource.code} has no WGS 84 longitude and latitude items: download it as CSV, JSON, NDJSON or XLSX.`);
@@ -540,12 +553,17 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
       return reply.send(recordStream(app.database, resource, format, query.fields, query.where, options.fetchRows, { bom }));
     },
   );
+}
 
-  function ifRangeHolds(request: FastifyRequest, etag: string, modified: Date): boolean {
-    const header = request.headers['if-range'];
-    if (typeof header !== 'string') return header === undefined;
-    if (header.startsWith('"') || header.startsWith('W/')) return !header.startsWith('W/') && header === etag;
-    const date = Date.parse(header);
-    return !Number.isNaN(date) && date === modified.getTime();
-  }
+/**
+ * Open data (数据开放): list and describe open datasets, query their records, download them in
+ * every format, whole or filtered, streamed, cached and resumable; conditional datasets after
+ * their terms are accepted. Every records query and download is on the audit trail.
+ */
+export async function openRoutes(parent: FastifyInstance, options: OpenRouteOptions) {
+  const app = parent.withTypeProvider<TypeBoxTypeProvider>();
+  datasetRoutes(app, options);
+  termsRoutes(app);
+  recordsRoute(app);
+  downloadRoute(app, options);
 }
