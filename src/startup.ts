@@ -5,7 +5,7 @@ import { DEMO_SUPERVISOR_AGENCY, demoCredentialsFile, readDemoCredentials, seedD
 import { DIVISIONS, seedOpenDemo, seedVillages } from './demo/open.js';
 import { recordCount, seedDemo } from './demo/seed.js';
 import { allDatasets } from './open/index.js';
-import { calendarFrom } from './sharing/index.js';
+import { sharingSettings } from './sharing/index.js';
 
 /** The embedded default with DEMO_DATA=auto: a PGlite database that gets the demo on its first start. */
 export function demoWanted(config: Config): boolean {
@@ -37,7 +37,8 @@ export async function prepareGateway(app: App, config: Config, signal: AbortSign
       ...(await seedOpenDemo(app.database, 'small', undefined, { signal, missingOnly: true })),
     ];
     if (loaded.length) app.log.info({ loaded: loaded.map((r) => ({ resource: r.resource, rows: r.rows })) }, 'demo data loaded (DEMO_DATA=auto)');
-    if (app.database.location !== 'memory://') await demoClients(app, config, signal);
+    const file = demoCredentialsFile(app.database);
+    if (file) await demoClients(app, config, file, signal);
   }
 
   app.background.run('open data', async (stopping) => {
@@ -56,17 +57,12 @@ export async function prepareGateway(app: App, config: Config, signal: AbortSign
 }
 
 /** The demo's clients and grants, made once; their secrets go to a file beside the data (never to the log). */
-async function demoClients(app: App, config: Config, signal: AbortSignal): Promise<void> {
-  const file = demoCredentialsFile(app.database.location);
+async function demoClients(app: App, config: Config, file: string, signal: AbortSignal): Promise<void> {
   if (!(await readDemoCredentials(app.database, file))) {
     signal.throwIfAborted();
     const credentials = await seedDemoClients(app.database, {
       record: (input) => app.audit.record(input),
-      settings: {
-        maxDurationDays: config.SHARING_MAX_DURATION_DAYS,
-        decisionWorkingDays: config.SHARING_DECISION_WORKING_DAYS,
-        calendar: calendarFrom(config.PUBLIC_HOLIDAYS, config.MAKEUP_WORKDAYS),
-      },
+      settings: sharingSettings(config),
       now: app.clock(),
     });
     await writeDemoCredentials(file, credentials);

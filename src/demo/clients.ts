@@ -6,9 +6,7 @@ import { findResource } from '../catalog/index.js';
 import type { Database } from '../db/index.js';
 import { clients, grants } from '../db/schema.js';
 import { createClient, rotateClientSecret } from '../identity/index.js';
-import { apply, decide, GRANTS_CHANNEL } from '../sharing/index.js';
-import type { SharingSettings } from '../sharing/applications.js';
-import type { Mode } from '../sharing/grants.js';
+import { apply, decide, GRANTS_CHANNEL, type Mode, type SharingSettings } from '../sharing/index.js';
 
 /** The demo's supervisor agency (电子监察): in SUPERVISOR_AGENCIES when the embedded demo runs. */
 export const DEMO_SUPERVISOR_AGENCY = 'zj-dsj';
@@ -74,9 +72,13 @@ export interface DemoClientCredentials {
 
 export type DemoCredentials = Record<DemoRole, DemoClientCredentials> & { note: string };
 
-/** Where the demo's credentials are written: beside a PGlite data directory (./data/pglite → ./data). */
-export function demoCredentialsFile(directory: string): string {
-  return `${dirname(directory)}/demo-credentials.json`;
+/**
+ * Where the demo's credentials go: beside a PGlite data directory (./data/pglite → ./data);
+ * undefined for a database without a directory (PostgreSQL, memory://).
+ */
+export function demoCredentialsFile(database: Database): string | undefined {
+  if (database.driver !== 'pglite' || database.location === 'memory://') return undefined;
+  return `${dirname(database.location)}/demo-credentials.json`;
 }
 
 /** The credentials in `file` when every client it names is there and active, else undefined. */

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { AuditInput } from '../audit/index.js';
 import { CliError, type CliContext } from '../commands.js';
 import type { Database } from '../db/index.js';
-import { calendarFrom } from '../sharing/index.js';
+import { sharingSettings } from '../sharing/index.js';
 import { DEMO_SUPERVISOR_AGENCY, demoCredentialsFile, seedDemoClients, writeDemoCredentials } from './clients.js';
 import { seedOpenDemo, type OpenDemo } from './open.js';
 import { seedDemo } from './seed.js';
@@ -60,16 +60,11 @@ async function seedRecords(cli: CliContext, database: Database, options: SeedOpt
 
 /** The demo's clients and grants (audited as the operator's acts), their secrets written to a file only. */
 async function seedClients(cli: CliContext<AuditInput>, database: Database, file: string | undefined): Promise<void> {
-  const settings = cli.config();
-  const target = resolve(file ?? (database.driver === 'pglite' && database.location !== 'memory://' ? demoCredentialsFile(database.location) : './data/demo-credentials.json'));
+  const target = resolve(file ?? demoCredentialsFile(database) ?? './data/demo-credentials.json');
   await cli.withAudit(database, async (record) => {
     const credentials = await seedDemoClients(database, {
       record,
-      settings: {
-        maxDurationDays: settings.SHARING_MAX_DURATION_DAYS,
-        decisionWorkingDays: settings.SHARING_DECISION_WORKING_DAYS,
-        calendar: calendarFrom(settings.PUBLIC_HOLIDAYS, settings.MAKEUP_WORKDAYS),
-      },
+      settings: sharingSettings(cli.config()),
       now: new Date(),
     });
     await writeDemoCredentials(target, credentials);

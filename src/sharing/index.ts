@@ -3,12 +3,13 @@ import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { GrantCache, type Decision, type DecisionRequest } from './grants.js';
 import { sharingRoutes } from './routes.js';
+import type { SharingSettings } from './applications.js';
 import { calendarFrom } from './workdays.js';
 
 export { apply, decide, findApplication } from './applications.js';
-export type { Application } from './applications.js';
+export type { Application, SharingSettings } from './applications.js';
 export { findGrant, GrantCache, GRANTS_CHANNEL, grantStatus, revokeGrant } from './grants.js';
-export type { Act, Decision, DenialReason, Grant } from './grants.js';
+export type { Act, Decision, DenialReason, Grant, Mode } from './grants.js';
 export { grantView } from './routes.js';
 export { addWorkingDays, calendarFrom } from './workdays.js';
 
@@ -18,6 +19,15 @@ declare module 'fastify' {
     decide(request: Omit<DecisionRequest, 'now'>): Decision;
     grants: GrantCache;
   }
+}
+
+/** The sharing rules the configuration sets: the longest grant, the decision deadline, the working calendar. */
+export function sharingSettings(config: Config): SharingSettings {
+  return {
+    maxDurationDays: config.SHARING_MAX_DURATION_DAYS,
+    decisionWorkingDays: config.SHARING_DECISION_WORKING_DAYS,
+    calendar: calendarFrom(config.PUBLIC_HOLIDAYS, config.MAKEUP_WORKDAYS),
+  };
 }
 
 export interface SharingOptions {
@@ -35,11 +45,7 @@ async function sharing(app: FastifyInstance, { config }: SharingOptions) {
   await app.register(sharingRoutes, {
     cache,
     supervisors: new Set(config.SUPERVISOR_AGENCIES.split(',').map((code) => code.trim()).filter(Boolean)),
-    settings: {
-      maxDurationDays: config.SHARING_MAX_DURATION_DAYS,
-      decisionWorkingDays: config.SHARING_DECISION_WORKING_DAYS,
-      calendar: calendarFrom(config.PUBLIC_HOLIDAYS, config.MAKEUP_WORKDAYS),
-    },
+    settings: sharingSettings(config),
   });
 }
 
