@@ -24,8 +24,10 @@ import textHeaders from './plugins/text-headers.js';
 import sharing from './sharing/index.js';
 
 export interface BuildOptions {
-  /** An already open database to use instead of opening DATABASE_URL (the caller closes it). */
-  database?: Database;
+  /** The database, opened and migrated (src/startup.ts does both). */
+  database: Database;
+  /** Close the database with the app (true for the one the start-up sequence opened). */
+  ownsDatabase: boolean;
   /** A logger instance to use instead of one made from the configuration. */
   logger?: FastifyBaseLogger;
   /** The clock grants expire by and deadlines count from (tests move it). */
@@ -48,10 +50,12 @@ export function requestIdFor(request: IncomingMessage): string {
 }
 
 /**
- * Build the gateway: every test, script and the server build the same app from a configuration.
+ * Assemble the gateway's plugins on an open, migrated database. Each plugin only serves; the
+ * steps that change data at start-up (migrations, the catalog sync, demo data) are the start-up
+ * sequence's (`openGateway` in src/startup.ts), which every test, script and the server go through.
  * Only src/server.ts listens.
  */
-export async function buildApp(config: Config, options: BuildOptions = {}) {
+export async function buildApp(config: Config, options: BuildOptions) {
   const app = Fastify({
     loggerInstance: options.logger ?? gatewayLogger(config),
     genReqId: requestIdFor,
@@ -64,7 +68,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
     return503OnClosing: true,
     // Requests the HTTP parser refuses are answered as problem+json too.
     clientErrorHandler,
-    // Start-up migrates, syncs the catalog and may load demo data: minutes on a big or busy database.
+    // Plugins load keys, grants and the audit chain's head, and apply audit retention: seconds
+    // on a busy database, more on a big one.
     pluginTimeout: 300_000,
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
@@ -93,12 +98,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}) {
   // Header text is decoded before anything reads it (the token check, the audit trail); registered
   // ahead of every encapsulated plugin, so that all their requests carry its decoration.
   await app.register(textHeaders);
-  await app.register(database, {
-    url: config.DATABASE_URL,
-    poolMax: config.DATABASE_POOL_MAX,
-    closeWithinMs: config.SHUTDOWN_GRACE_MS,
-    ...(options.database ? { database: options.database } : {}),
-  });
+  await app.register(database, { database: options.database, owned: options.ownsDatabase, closeWithinMs: config.SHUTDOWN_GRACE_MS });
   // Right after the database: closing waits for background work before the database closes.
   await app.register(background);
   await app.register(security, { config });

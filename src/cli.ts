@@ -3,7 +3,6 @@ import { hostname } from 'node:os';
 import cliProgress from 'cli-progress';
 import { Command, CommanderError } from 'commander';
 import pino from 'pino';
-import { buildApp } from './app.js';
 import { auditCommands } from './audit/commands.js';
 import type { AuditInput } from './audit/index.js';
 import { AuditWriter } from './audit/writer.js';
@@ -21,7 +20,7 @@ import { openCommands } from './open/commands.js';
 import { DownloadFiles, findDataset } from './open/index.js';
 import { packageInfo as pkg } from './paths.js';
 import { sharingCommands } from './sharing/commands.js';
-import { withDemoDefaults } from './startup.js';
+import { openGateway, withDemoDefaults } from './startup.js';
 
 export { CliError, type CliIo } from './commands.js';
 
@@ -185,9 +184,8 @@ async function prebuild(config: Config, database: Database, codes: string[], ask
 
 /** The OpenAPI document as YAML, from an app on a throw-away in-memory database. */
 export async function generateOpenapi(): Promise<string> {
-  const app = await buildApp(loadConfig({ DATABASE_URL: 'memory://', DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), { logger: pino({ level: 'silent' }) });
+  const app = await openGateway(loadConfig({ DATABASE_URL: 'memory://', DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), { logger: pino({ level: 'silent' }) });
   try {
-    await app.ready();
     return app.swagger({ yaml: true });
   } finally {
     await app.close();

@@ -1,10 +1,10 @@
 import closeWithGrace from 'close-with-grace';
-import { buildApp, type App } from './app.js';
+import type { App } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { DatabaseInUseError } from './db/index.js';
 import { KeyDecryptionError } from './identity/index.js';
 import { gatewayLogger } from './logger.js';
-import { prepareGateway, withDemoDefaults } from './startup.js';
+import { openGateway, withDemoDefaults } from './startup.js';
 
 /**
  * The only file that listens. Start-up problems an operator can fix (a bad variable, a data
@@ -35,13 +35,9 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env) {
   });
 
   try {
-    step = buildApp(config, { logger }).then(async (built) => {
-      app = built;
-      await built.ready();
+    step = openGateway(config, { logger, signal: stopping.signal }).then((opened) => {
+      app = opened;
     });
-    await step;
-    if (stopping.signal.aborted) return undefined;
-    step = prepareGateway(app as unknown as App, config, stopping.signal);
     await step;
   } catch (error) {
     if (stopping.signal.aborted) return undefined;

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { sql } from 'drizzle-orm';
-import { buildApp } from '../src/app.js';
+import { openGateway } from '../src/startup.js';
 import { runCli } from '../src/cli.js';
 import { loadConfig } from '../src/config.js';
 import { openDatabase, redactUrl, rowsOf } from '../src/db/index.js';
@@ -30,16 +30,14 @@ forEachDriver(t, 'a second start keeps the data and does not re-apply migrations
   const config = loadConfig({ DATABASE_URL: url, KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY, DEMO_DATA: 'off', OPEN_PREBUILD: 'false' });
   const logger = pino({ level: 'silent' });
 
-  const first = await buildApp(config, { logger });
-  await first.ready();
+  const first = await openGateway(config, { logger });
   const installationId = first.installationId;
   t.match(installationId, /^[0-9a-f-]{36}$/);
   await first.close();
   const applied = await appliedMigrations(url);
   t.ok(applied && applied > 0, 'migrations recorded');
 
-  const second = await buildApp(config, { logger });
-  await second.ready();
+  const second = await openGateway(config, { logger });
   t.equal(second.installationId, installationId, 'same installation, same data');
   t.equal((await second.inject({ url: '/readyz' })).statusCode, 200);
   await second.close();

@@ -5,11 +5,11 @@ import { lastSync } from './repository.js';
 import { ResourceCache } from './cache.js';
 import { catalogRoutes } from './routes.js';
 import { SyncReportView } from './schemas.js';
-import { defaultCatalogDir, formatCatalogError, syncCatalogDir } from './service.js';
+import { defaultCatalogDir, syncCatalogDir } from './service.js';
 
 export { catalogVisibility } from './routes.js';
 export { findResource, openCatalog } from './repository.js';
-export { defaultCatalogDir, loadCatalog, syncCatalogDir } from './service.js';
+export { defaultCatalogDir, formatCatalogError, loadCatalog, syncCatalogDir } from './service.js';
 export type { Agency, Catalog, DataItem, Resource } from '../model/catalog.js';
 
 declare module 'fastify' {
@@ -26,8 +26,8 @@ export interface CatalogOptions {
 }
 
 /**
- * The resource catalog: synced from the files at start-up (when enabled), served from the
- * database, re-synced on demand by an administrator.
+ * The resource catalog: served from the database (the start-up sequence syncs the files into
+ * it), re-synced on demand by an administrator.
  */
 async function catalog(app: FastifyInstance, { config }: CatalogOptions) {
   const dir = config.CATALOG_DIR ?? defaultCatalogDir;
@@ -38,20 +38,6 @@ async function catalog(app: FastifyInstance, { config }: CatalogOptions) {
   app.addHook('onClose', () => cache.close());
 
   app.addReadinessCheck('catalog', async () => ((await lastSync(app.db)) ? undefined : 'not loaded'));
-
-  if (config.CATALOG_SYNC_ON_START) {
-    const outcome = await syncCatalogDir(app.db, dir);
-    if (outcome.ok) {
-      const { changes, ...counts } = outcome.report;
-      app.log.info({ dir, ...counts }, 'catalog synced');
-      if (changes.length > 0) {
-        await app.audit.record({ action: 'catalog.sync', outcome: 'allowed', row_count: changes.length, reason: `sync ${counts.sync_id}` });
-      }
-    } else {
-      for (const error of outcome.errors) app.log.error({ code: error.code }, formatCatalogError(error));
-      app.log.error({ dir, errors: outcome.errors.length }, 'catalog files are invalid; the last good catalog stays served');
-    }
-  }
 
   await app.register(catalogRoutes, { publicUrl: publicUrl(config) });
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { sql } from 'drizzle-orm';
-import { openDatabase, rowsOf, type Database, type Db } from '../db/index.js';
+import { rowsOf, type Database, type Db } from '../db/index.js';
 import { installation } from '../db/schema.js';
 
 declare module 'fastify' {
@@ -14,10 +14,10 @@ declare module 'fastify' {
 }
 
 export interface DatabasePluginOptions {
-  url: string;
-  poolMax: number;
-  /** An already open database (tests that run two apps on one PGlite); the caller closes it. */
-  database?: Database;
+  /** The database, opened and migrated by the start-up sequence (src/startup.ts). */
+  database: Database;
+  /** Closed with the app (the server's own database), or left to the caller (tests sharing one). */
+  owned: boolean;
   /**
    * How long the app's close may take (the shutdown grace), announced in the PGlite directory
    * lock when closing begins, so that a gateway started meanwhile waits that long for it.
@@ -25,24 +25,16 @@ export interface DatabasePluginOptions {
   closeWithinMs: number;
 }
 
-async function databasePlugin(app: FastifyInstance, options: DatabasePluginOptions) {
-  const database = options.database ?? (await openDatabase(options.url, { poolMax: options.poolMax, logger: app.log }));
-  if (!options.database) {
+async function databasePlugin(app: FastifyInstance, { database, owned, closeWithinMs }: DatabasePluginOptions) {
+  if (owned) {
     // Announced when close begins (preClose, before in-flight requests and background work end),
     // closed when the rest is done (onClose).
-    app.addHook('preClose', () => database.closing(options.closeWithinMs));
+    app.addHook('preClose', () => database.closing(closeWithinMs));
     app.addHook('onClose', () => database.close());
   }
   app.decorate('database', database);
   app.decorate('db', database.db);
 
-  const status = await database.migrate();
-  app.log.info({ driver: database.driver, location: database.location, ...status }, 'database ready');
-
-  await database.db
-    .insert(installation)
-    .values({ key: 'installation_id', value: crypto.randomUUID() })
-    .onConflictDoNothing();
   const [row] = rowsOf<{ value: string }>(
     await database.db.execute(sql`select value from ${installation} where key = 'installation_id'`),
   );

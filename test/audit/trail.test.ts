@@ -1,7 +1,8 @@
 import t, { type Test } from 'tap';
 import pino from 'pino';
 import { and, asc, count, eq, inArray, sql } from 'drizzle-orm';
-import { buildApp, type App } from '../../src/app.js';
+import type { App } from '../../src/app.js';
+import { openGateway } from '../../src/startup.js';
 import { GENESIS_HASH, recordHash } from '../../src/audit/chain.js';
 import { fromRow } from '../../src/audit/writer.js';
 import { loadConfig } from '../../src/config.js';
@@ -330,7 +331,7 @@ forEachDriver(t, 'nothing is lost on graceful shutdown', async (t, driver) => {
     KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
     AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
   });
-  const app = await buildApp(config, { database, logger: pino({ level: 'silent' }) });
+  const app = await openGateway(config, { database, logger: pino({ level: 'silent' }) });
   let closed = false;
   t.teardown(async () => {
     if (!closed) await app.close();

@@ -124,10 +124,9 @@ forEachDriver(t, 'gateway audit verify and export', async (t, driver) => {
   const dir = driver === 'pglite' ? join(url, '..') : t.testdir();
 
   // A gateway ran, answered, and stopped (its closing checkpoint signs the head).
-  const { buildApp } = await import('../../src/app.js');
+  const { openGateway } = await import('../../src/startup.js');
   const { loadConfig } = await import('../../src/config.js');
-  const app = await buildApp(loadConfig(env), { logger: pino({ level: 'silent' }) });
-  await app.ready();
+  const app = await openGateway(loadConfig(env), { logger: pino({ level: 'silent' }) });
   for (let i = 0; i < 12; i++) await app.inject({ url: '/v1/catalog/resources', headers: { authorization: 'Bearer nonsense' } });
   const month = new Date().toISOString().slice(0, 7);
   await app.close();

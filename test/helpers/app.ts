@@ -6,7 +6,8 @@ import { Writable } from 'node:stream';
 import tap, { type Test } from 'tap';
 import pino from 'pino';
 import postgres from 'postgres';
-import { buildApp, type App } from '../../src/app.js';
+import type { App } from '../../src/app.js';
+import { openGateway } from '../../src/startup.js';
 import { loadConfig } from '../../src/config.js';
 import { gatewayLogger } from '../../src/logger.js';
 import { openDatabase, type Database, type Driver } from '../../src/db/index.js';
@@ -126,9 +127,7 @@ export async function buildTestApp(t: Test, driver: Driver, options: TestAppOpti
   });
   const database = options.database ?? (await sharedDatabase(driver));
   const logger = options.logs?.logger ?? pino({ level: 'silent' });
-  const app = await buildApp(config, { database, logger, ...(options.clock ? { clock: options.clock } : {}) });
-  await options.extend?.(app);
-  await app.ready();
+  const app = await openGateway(config, { database, logger, ...(options.clock ? { clock: options.clock } : {}), ...(options.extend ? { extend: options.extend } : {}) });
   t.teardown(() => app.close());
   return app;
 }

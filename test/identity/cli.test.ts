@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import pino from 'pino';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair } from 'jose';
-import { buildApp, type App } from '../../src/app.js';
+import type { App } from '../../src/app.js';
+import { openGateway } from '../../src/startup.js';
 import { runCli } from '../../src/cli.js';
 import { loadConfig } from '../../src/config.js';
 import { TEST_KEY_ENCRYPTION_KEY } from '../helpers/app.js';
@@ -21,17 +22,10 @@ async function cli(argv: string[], env: Record<string, string>) {
 }
 
 /** The gateway on the directory the CLI worked on, as `gateway serve` would open it. */
-async function openGateway(env: Record<string, string>): Promise<App> {
-  const app = await buildApp(loadConfig({ ...env, LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: '0', DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), {
+async function servedGateway(env: Record<string, string>): Promise<App> {
+  return openGateway(loadConfig({ ...env, LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: '0', DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), {
     logger: pino({ level: 'silent' }),
   });
-  try {
-    await app.ready();
-  } catch (error) {
-    await app.close().catch(() => {});
-    throw error;
-  }
-  return app;
 }
 
 function requestToken(app: App, id: string, secret: string) {
@@ -173,7 +167,7 @@ t.test('gateway client … and keys rotate on a PGlite directory, then the gatew
   });
 
   t.test('the gateway on that directory sees what the CLI did', async (t) => {
-    const app = await openGateway(env);
+    const app = await servedGateway(env);
     t.teardown(() => app.close());
 
     t.same(await jwksKids(app), [...state.kids].sort(), 'both keys the CLI made are published');
@@ -218,7 +212,7 @@ t.test('without KEY_ENCRYPTION_KEY, keys rotate makes <dir>.kek (0600) once and 
   const { client_id: id, client_secret: secret } = JSON.parse(created.out);
 
   // The gateway decrypts the keys the two commands made with the key file beside the directory.
-  const app = await openGateway(env);
+  const app = await servedGateway(env);
   t.teardown(() => app.close());
   t.equal((await jwksKids(app)).length, 2);
   const token = await requestToken(app, id, secret);
@@ -241,7 +235,7 @@ t.test('keys rotate with a key encryption key that does not open the stored keys
   // The gateway with the right key must still start and sign with the key it had.
   let app: App | undefined;
   try {
-    app = await openGateway(env);
+    app = await servedGateway(env);
   } catch (error) {
     t.fail(`the gateway no longer starts: ${(error as Error).message}`);
     return;

@@ -8,8 +8,6 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import { parse } from 'csv-parse/sync';
 import type { App } from '../../src/app.js';
 import { runCli } from '../../src/cli.js';
-import { loadConfig } from '../../src/config.js';
-import { prepareGateway } from '../../src/startup.js';
 import { defaultCatalogDir, syncCatalogDir } from '../../src/catalog/index.js';
 import { openDatabase, rowsOf, type Database } from '../../src/db/index.js';
 import { catalogHistory } from '../../src/db/schema.js';
@@ -129,7 +127,6 @@ t.test('DEMO_DATA=auto on a PGlite directory: the small levels before ready, the
   t.teardown(() => database.close());
   const started = Date.now();
   const app = await buildTestApp(t, 'pglite', { database, env: { DEMO_DATA: 'auto' } });
-  await prepareGateway(app, loadConfig({ DEMO_DATA: 'auto' }), new AbortController().signal);
   t.comment(`ready after ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   for (const level of LEVELS) t.equal((await dataset(app, level.code)).row_count, expected(level).length, `${level.code} loaded before ready`);
@@ -155,7 +152,6 @@ t.test('DEMO_DATA=auto on a PGlite directory: the small levels before ready, the
   // The next start finds the data there and loads nothing again.
   await app.close();
   const again = await buildTestApp(t, 'pglite', { database, env: { DEMO_DATA: 'auto' } });
-  await prepareGateway(again, loadConfig({ DEMO_DATA: 'auto' }), new AbortController().signal);
   t.equal((await dataset(again, VILLAGES)).row_count, VILLAGE_ROWS);
   for (const code of [...LEVELS.map((level) => level.code), STATIONS, VILLAGES]) {
     t.equal((await imports(database, code)).length, 1, `${code}: still one import`);

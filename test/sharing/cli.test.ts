@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import pino from 'pino';
 import { eq } from 'drizzle-orm';
-import { buildApp, type App } from '../../src/app.js';
+import type { App } from '../../src/app.js';
+import { openGateway } from '../../src/startup.js';
 import { runCli } from '../../src/cli.js';
 import { loadConfig } from '../../src/config.js';
 import { auditEvents } from '../../src/db/schema.js';
@@ -19,8 +20,7 @@ function io() {
 }
 
 async function gateway(): Promise<App> {
-  const app = await buildApp(loadConfig({ ...env, DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), { logger: pino({ level: 'silent' }) });
-  await app.ready();
+  const app = await openGateway(loadConfig({ ...env, DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), { logger: pino({ level: 'silent' }) });
   return app;
 }
 
