@@ -15,14 +15,14 @@ import { AuditWriter } from '../src/audit/writer.js';
 import { openDatabase, rowsOf } from '../src/db/index.js';
 import { KeyStore } from '../src/identity/keys.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { answeredByGateway, benchDatabase, cli, load, startGateway } from './lib.js';
+import { BENCH_SETTINGS, answeredByGateway, benchDatabase, cli, load, startGateway } from './lib.js';
 
 const { values } = parseArgs({
   options: { connections: { type: 'string', default: '50' }, duration: { type: 'string', default: '10' } },
 });
 const connections = Number(values.connections);
 const duration = Number(values.duration);
-const keys = { KEY_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64url'), AUDIT_HASH_KEY: Buffer.alloc(32, 2).toString('base64url') };
+const keys = BENCH_SETTINGS;
 
 const database = await benchDatabase('audit');
 const env = { ...keys, DATABASE_URL: database.url, MAX_EVENT_LOOP_DELAY_MS: '0' };

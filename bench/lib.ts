@@ -189,4 +189,14 @@ export async function sampledRss<T>(pid: number, work: () => Promise<T>): Promis
   }
 }
 
+/**
+ * What every gateway a bench starts is configured with: fixed keys, and one token issuer, which
+ * PostgreSQL requires so that all instances and workers accept each other's tokens.
+ */
+export const BENCH_SETTINGS = {
+  KEY_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64url'),
+  AUDIT_HASH_KEY: Buffer.alloc(32, 2).toString('base64url'),
+  TOKEN_ISSUER: 'http://gateway.bench.invalid',
+};
+
 export const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;

@@ -22,7 +22,7 @@ import { sql } from 'drizzle-orm';
 import XLSX from 'xlsx';
 import { openDatabase, rowsOf } from '../src/db/index.js';
 import { RowDigest, VILLAGE_COLUMNS as COLUMNS } from './digest.js';
-import { benchDatabase, cli, load, mib, sampledRss, startGateway, type Gateway } from './lib.js';
+import { BENCH_SETTINGS, benchDatabase, cli, load, mib, sampledRss, startGateway, type Gateway } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -35,7 +35,7 @@ const connections = Number(values.connections);
 const duration = Number(values.duration);
 
 const VILLAGES = '330000-STATS-00005';
-const keys = { KEY_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64url'), AUDIT_HASH_KEY: Buffer.alloc(32, 2).toString('base64url') };
+const keys = BENCH_SETTINGS;
 
 async function expectedDigest(url: string): Promise<{ rows: number; sha256: string }> {
   const database = await openDatabase(url);

@@ -22,7 +22,7 @@ import { DIVISIONS } from '../src/demo/open.js';
 import { residentIdCheckChar } from '../src/records/identifiers.js';
 import { projectRoot } from '../src/paths.js';
 import { summarise, summaryText, type ProfileSummary } from './profile.js';
-import { answeredByGateway, cli, load, mib, sampledRss, startBaseline, startGateway, type Gateway, type LoadResult } from './lib.js';
+import { BENCH_SETTINGS, answeredByGateway, cli, load, mib, sampledRss, startBaseline, startGateway, type Gateway, type LoadResult } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -43,7 +43,7 @@ const wanted = (name: string) => !only || only.has(name);
 const RESIDENTS = DEMO_RESOURCES.residents;
 const VILLAGES = DIVISIONS.villages.code;
 const PURPOSE = encodeURIComponent('性能测试 bench');
-const keys = { KEY_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64url'), AUDIT_HASH_KEY: Buffer.alloc(32, 2).toString('base64url') };
+const keys = BENCH_SETTINGS;
 
 /** The bench database, kept between runs: `govdata_bench` on the PostgreSQL server, or ./data/bench/pglite. */
 async function benchDatabaseUrl(): Promise<{ url: string; driver: 'PostgreSQL' | 'PGlite' }> {

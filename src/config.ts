@@ -78,7 +78,7 @@ export const ConfigSchema = Type.Object(
       description: 'Sync the catalog files into the database at start-up (an invalid catalog keeps the last good one).',
     }),
     TOKEN_ISSUER: Type.Optional(
-      Type.String({ minLength: 1, description: 'The `iss` of the access tokens this gateway signs. Defaults to PUBLIC_URL.' }),
+      Type.String({ minLength: 1, description: 'The `iss` of the access tokens this gateway signs and accepts. Defaults to PUBLIC_URL; on PostgreSQL one of the two is required (every instance must share it).' }),
     ),
     TOKEN_AUDIENCE: Type.String({
       default: 'govdata-gateway',
@@ -329,6 +329,19 @@ function explain(error: AjvErrorLike): string {
 }
 
 /** The URL clients reach this gateway at. */
+/**
+ * The `iss` this gateway signs and accepts: TOKEN_ISSUER, else PUBLIC_URL. On PostgreSQL one of
+ * them must be set, because every instance and worker on the database must sign and accept the
+ * same issuer (a default of each one's own HOST:PORT would make them refuse each other's tokens).
+ */
+export function tokenIssuer(config: Config): string {
+  if (config.TOKEN_ISSUER) return config.TOKEN_ISSUER;
+  if (!config.PUBLIC_URL && /^postgres(ql)?:\/\//.test(config.DATABASE_URL)) {
+    throw new ConfigError('PUBLIC_URL or TOKEN_ISSUER: one is required with PostgreSQL, so that every instance signs and accepts the same token issuer');
+  }
+  return publicUrl(config);
+}
+
 export function publicUrl(config: Config): string {
   if (config.PUBLIC_URL) return config.PUBLIC_URL.replace(/\/$/, '');
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;

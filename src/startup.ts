@@ -121,6 +121,7 @@ async function loadDemo(app: App, config: Config, signal: AbortSignal): Promise<
     const credentials = await seedDemoClients(app.database, {
       record: (input) => app.audit.record(input),
       settings: sharingSettings(config),
+      secrets: app.clientSecrets,
       now: app.clock(),
     });
     await writeDemoCredentials(file, credentials);

@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import t from 'tap';
 import { configTable, runCli } from '../src/cli.js';
+import { projectRoot } from '../src/paths.js';
 import { copyCatalog, editCatalogFile } from './helpers/catalog.js';
 
 function io(env: Record<string, string> = {}) {
@@ -17,6 +19,7 @@ t.test('gateway config lists every variable with its default', async (t) => {
   t.equal(table, configTable());
   t.match(table, /\| `DATABASE_URL` \| `\.\/data\/pglite` \|/);
   t.match(table, /\| `PORT` \| `3000` \|/);
+  t.ok(readFileSync(join(projectRoot, 'README.md'), 'utf8').includes(table), "the README's Configuration table is this one");
 });
 
 t.test('an unknown subcommand fails with usage', async (t) => {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { ConfigError, loadConfig, publicUrl } from '../src/config.js';
+import { ConfigError, loadConfig, publicUrl, tokenIssuer } from '../src/config.js';
 import { projectRoot } from '../src/paths.js';
 
 t.test('defaults give a gateway on a PGlite directory under ./data', async (t) => {
@@ -10,6 +10,15 @@ t.test('defaults give a gateway on a PGlite directory under ./data', async (t) =
   t.equal(config.HOST, '127.0.0.1');
   t.equal(config.LOG_LEVEL, 'info');
   t.equal(publicUrl(config), 'http://127.0.0.1:3000');
+});
+
+t.test('the token issuer: one for every instance on PostgreSQL, required there', async (t) => {
+  t.equal(tokenIssuer(loadConfig({})), 'http://127.0.0.1:3000', 'PGlite (one process): its own address by default');
+  t.equal(tokenIssuer(loadConfig({ PORT: '4000' })), 'http://127.0.0.1:4000');
+  const pg = 'postgres://postgres@127.0.0.1:5432/gateway';
+  t.throws(() => tokenIssuer(loadConfig({ DATABASE_URL: pg })), new ConfigError('PUBLIC_URL or TOKEN_ISSUER: one is required with PostgreSQL, so that every instance signs and accepts the same token issuer'));
+  t.equal(tokenIssuer(loadConfig({ DATABASE_URL: pg, PORT: '4000', PUBLIC_URL: 'https://data.example.gov.cn/' })), 'https://data.example.gov.cn', 'PUBLIC_URL, whatever the port');
+  t.equal(tokenIssuer(loadConfig({ DATABASE_URL: pg, PUBLIC_URL: 'https://data.example.gov.cn', TOKEN_ISSUER: 'https://id.example.gov.cn' })), 'https://id.example.gov.cn', 'TOKEN_ISSUER first');
 });
 
 t.test('values are coerced from strings', async (t) => {

@@ -27,7 +27,7 @@ async function appliedMigrations(url: string) {
 forEachDriver(t, 'a second start keeps the data and does not re-apply migrations', async (t, driver) => {
   const url = driver === 'pglite' ? join(t.testdir(), 'pglite') : await freshDatabaseUrl(driver);
   // Demo data and download files are tested on their own (test/open/demo.test.ts).
-  const config = loadConfig({ DATABASE_URL: url, KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY, DEMO_DATA: 'off', OPEN_PREBUILD: 'false' });
+  const config = loadConfig({ DATABASE_URL: url, PUBLIC_URL: 'http://127.0.0.1:3000', KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY, DEMO_DATA: 'off', OPEN_PREBUILD: 'false' });
   const logger = pino({ level: 'silent' });
 
   const first = await openGateway(config, { logger });
@@ -80,4 +80,6 @@ t.test('database locations are logged without credentials', async (t) => {
   t.equal(redactUrl('postgres://gw:s3cret@db:5432/gov'), 'postgres://gw:***@db:5432/gov');
   t.equal(redactUrl('postgres://db/gov'), 'postgres://db/gov');
   t.equal(redactUrl('::nonsense'), '(unparsable database URL)');
+  t.equal(redactUrl('postgres://gw:s3cret@/gov?host=/var/run/postgresql'), 'postgres://gw:***@/gov?host=/var/run/postgresql', 'a socket URL, as libpq writes it');
+  t.equal(redactUrl('postgres:///gov'), 'postgres:///gov');
 });

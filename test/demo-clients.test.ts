@@ -20,7 +20,7 @@ async function cli(argv: string[], env: Record<string, string>) {
 forEachDriver(t, 'gateway demo seed --clients: the demo clients, their grants, a credentials file', async (t, driver) => {
   const url = driver === 'pglite' ? join(t.testdir(), 'pglite') : await freshDatabaseUrl(driver);
   const file = join(t.testdir(), 'credentials', 'demo.json');
-  const env = { DATABASE_URL: url, KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY, OPEN_PREBUILD: 'false', LOG_LEVEL: 'silent' };
+  const env = { DATABASE_URL: url, PUBLIC_URL: 'http://127.0.0.1:3000', KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY, OPEN_PREBUILD: 'false', LOG_LEVEL: 'silent' };
 
   const first = await cli(['demo', 'seed', '--clients', '--credentials', file], env);
   t.equal(first.code, 0, first.err);

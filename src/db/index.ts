@@ -7,6 +7,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import { PgDialect, type PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { migrationsFolder } from '../paths.js';
 import { DatabaseInUseError, lockDirectory, type DirectoryLock } from './lock.js';
+import { postgresTarget } from './postgres-url.js';
 import * as schema from './schema.js';
 
 export { schema, DatabaseInUseError };
@@ -107,7 +108,10 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   // A per-process application name lets poolStats() count this pool's own connections.
   const applicationName = `govdata-gateway-${randomUUID().slice(0, 8)}`;
   const onnotice = (notice: unknown) => options.logger?.debug({ notice }, 'postgres notice');
-  const client = postgres(url, {
+  const target = postgresTarget(url);
+  const connect = (options: Parameters<typeof postgres>[1]) =>
+    postgres(target.url, { ...options, ...(target.host ? { host: target.host } : {}), ...(target.port ? { port: target.port } : {}) });
+  const client = connect({
     max,
     onnotice,
     connection: { application_name: applicationName },
@@ -127,7 +131,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     async migrate() {
       // postgres.js migrations want a connection of their own (max: 1): the advisory lock and the
       // migration transaction must share it.
-      const migrationClient = postgres(url, { max: 1, onnotice });
+      const migrationClient = connect({ max: 1, onnotice });
       try {
         await migrate(drizzle(migrationClient), { migrationsFolder });
       } finally {
@@ -149,7 +153,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     },
     copyOut(statement: string, idleMs = 30_000): AsyncIterable<Buffer> | undefined {
       if (copySlots.running >= copyLimit) return undefined;
-      return copyRows(postgres, url, { onnotice, applicationName: `${applicationName}-copy` }, statement, idleMs, copySlots);
+      return copyRows(() => connect({ max: 1, onnotice, connection: { application_name: `${applicationName}-copy` } }), statement, idleMs, copySlots);
     },
     cursor<T>(query: SQL, batchSize: number): AsyncIterable<T[]> {
       const compiled = dialect.sqlToQuery(query);
@@ -173,15 +177,13 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
  * counts the copies running, from the first read (a copy never read never opens a connection).
  */
 async function* copyRows(
-  postgres: typeof import('postgres'),
-  url: string,
-  connectionOptions: { onnotice: (notice: unknown) => void; applicationName: string },
+  open: () => import('postgres').Sql,
   statement: string,
   idleMs: number,
   slots: { running: number },
 ): AsyncGenerator<Buffer> {
   slots.running += 1;
-  const connection = postgres(url, { max: 1, onnotice: connectionOptions.onnotice, connection: { application_name: connectionOptions.applicationName } });
+  const connection = open();
   const query = connection.unsafe(statement);
   // The stream is read by its events, never destroyed: postgres.js pauses the socket when a
   // push is refused, and a destroyed stream refuses every push, so its connection would
@@ -375,6 +377,8 @@ export function redactUrl(url: string): string {
     if (parsed.password) parsed.password = '***';
     return parsed.toString();
   } catch {
+    // A libpq-style socket URL (`postgres://user:pw@/db?host=/dir`) has no host for URL to read.
+    if (/^postgres(ql)?:\/\/[^/?#]*@\//.test(url) || /^postgres(ql)?:\/\/\//.test(url)) return url.replace(/^(postgres(?:ql)?:\/\/[^:@/]*):[^@/]*@/, '$1:***@');
     return '(unparsable database URL)';
   }
 }

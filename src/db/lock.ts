@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { link, open, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { link, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
@@ -83,9 +83,9 @@ function describeHolder(holder: LockHolder): string {
 /** What is found where the lock should be. */
 type Found =
   | { kind: 'none' }
-  | { kind: 'record'; holder: LockHolder; mtimeMs: number }
+  | { kind: 'record'; holder: LockHolder; mtimeMs: number; ino: number }
   /** A file that names no holder (written by hand, damaged) or a directory (the proper-lockfile lock of earlier builds). */
-  | { kind: 'unreadable'; mtimeMs: number };
+  | { kind: 'unreadable'; mtimeMs: number; ino: number };
 
 /**
  * Take the lock on `directory`, or throw DatabaseInUseError naming its live holder. A lock whose
@@ -105,7 +105,10 @@ export async function lockDirectory(directory: string, logger?: LockLogger): Pro
   let attempt = true;
   for (;;) {
     const tried = attempt;
-    if (tried && (await createExclusive(path, holder))) return held(path, holder, logger);
+    if (tried && (await createExclusive(path, holder))) {
+      await sweepClaims(path);
+      return held(path, holder, logger);
+    }
     attempt = true;
     const found = await readLock(path);
     if (found.kind === 'none') {
@@ -207,15 +210,29 @@ function held(path: string, holder: LockHolder, logger?: LockLogger): DirectoryL
 
 /**
  * Remove a lock whose holder is gone, safely against others who judged the same lock at the same
- * time: it is renamed to a name of our own (rename is atomic, so of two racers one moves it and
- * the other finds nothing), and only then checked. If what was moved is not the lock that was
- * judged (another racer already took over, and we moved their fresh lock), it is linked back,
- * which fails rather than overwrite a lock made meanwhile. Chosen over a separate take-over guard
- * file because a guard can itself be left by a dead process and would need a staleness rule of
- * its own; here nothing but the lock exists. Left open: a third starter that found no lock in the
- * microseconds a fresh lock was moved aside.
+ * time. Of everyone who judged this very lock (its inode and mtime, and its holder's token),
+ * exactly one creates its take-over claim (`O_EXCL`); the others wait and look again. A lock whose
+ * holder is gone changes only by that claimant's removal, so what the claimant removes is the lock
+ * it judged. A claimant that died between claim and removal leaves a claim that ages: after
+ * CLAIM_STALE_MS the next generation of claim may be made. As a last guard (a claimant stalled past
+ * that), the lock is moved aside before it is removed, and put back if it is not the one judged.
+ * Claims stay until a holder sweeps old ones (sweepClaims), so that a racer slow to judge cannot
+ * claim the same lock twice.
  */
 async function takeOver(path: string, judged: Exclude<Found, { kind: 'none' }>): Promise<void> {
+  const id = lockIdentity(judged);
+  for (let generation = 1; ; generation++) {
+    const claim = `${path}.${id}.${generation}${CLAIM_SUFFIX}`;
+    try {
+      await writeFile(claim, '', { flag: 'wx' });
+      break;
+    } catch (error) {
+      if (errorCode(error) !== 'EEXIST') throw error;
+    }
+    const { mtimeMs } = await stat(claim).catch(() => ({ mtimeMs: 0 }));
+    // Claimed lately: its claimant is removing the lock; look again in a moment.
+    if (Date.now() - mtimeMs < CLAIM_STALE_MS) return void (await sleep(POLL_MS));
+  }
   const aside = `${path}.${randomUUID()}.stale`;
   try {
     await rename(path, aside);
@@ -225,10 +242,32 @@ async function takeOver(path: string, judged: Exclude<Found, { kind: 'none' }>):
   }
   try {
     const moved = await readLock(aside);
-    const another = moved.kind === 'record' && (judged.kind !== 'record' || moved.holder.token !== judged.holder.token);
-    if (another) await linkExclusive(aside, path);
+    if (moved.kind !== 'none' && lockIdentity(moved) !== id) await linkExclusive(aside, path);
   } finally {
     await rm(aside, { recursive: true, force: true });
+  }
+}
+
+const CLAIM_SUFFIX = '.takeover';
+/** A take-over takes milliseconds; a claim this old was left by a claimant that died. */
+const CLAIM_STALE_MS = 5_000;
+/** Take-over claims older than this are swept by the next holder: no racer judges a lock that long. */
+const CLAIM_KEEP_MS = 10 * 60_000;
+
+function lockIdentity(found: Exclude<Found, { kind: 'none' }>): string {
+  const token = found.kind === 'record' ? `-${found.holder.token.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64)}` : '';
+  return `${found.ino}-${Math.round(found.mtimeMs)}${token}`;
+}
+
+/** Remove the take-over claims of locks long gone. */
+async function sweepClaims(path: string): Promise<void> {
+  const directory = dirname(path);
+  const prefix = `${basename(path)}.`;
+  for (const name of await readdir(directory).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix) || !name.endsWith(CLAIM_SUFFIX)) continue;
+    const claim = join(directory, name);
+    const { mtimeMs } = await stat(claim).catch(() => ({ mtimeMs: Date.now() }));
+    if (Date.now() - mtimeMs > CLAIM_KEEP_MS) await rm(claim, { force: true });
   }
 }
 
@@ -286,9 +325,9 @@ async function readLock(path: string): Promise<Found> {
   }
   try {
     // One handle for both, so that the mtime and the record are of the same file.
-    const { mtimeMs } = await file.stat();
+    const { mtimeMs, ino } = await file.stat();
     const holder = parseHolder(await file.readFile('utf8').catch(() => ''));
-    return holder ? { kind: 'record', holder, mtimeMs } : { kind: 'unreadable', mtimeMs };
+    return holder ? { kind: 'record', holder, mtimeMs, ino } : { kind: 'unreadable', mtimeMs, ino };
   } finally {
     await file.close();
   }

@@ -5,7 +5,7 @@ import type { AuditInput } from '../audit/index.js';
 import { findResource } from '../catalog/index.js';
 import type { Database } from '../db/index.js';
 import { clients, grants } from '../db/schema.js';
-import { createClient, rotateClientSecret } from '../identity/index.js';
+import { createClient, rotateClientSecret, type ClientSecrets } from '../identity/index.js';
 import { apply, decide, GRANTS_CHANNEL, type Mode, type SharingSettings } from '../sharing/index.js';
 
 /** The demo's supervisor agency (电子监察): in SUPERVISOR_AGENCIES when the embedded demo runs. */
@@ -102,6 +102,8 @@ export interface DemoClientOptions {
   /** Records the set-up's applications and decisions on the audit trail. */
   record: (input: AuditInput) => Promise<string>;
   settings: SharingSettings;
+  /** How the clients' secrets are stored (the gateway's: under its KEY_ENCRYPTION_KEY). */
+  secrets: ClientSecrets;
   now: Date;
 }
 
@@ -120,8 +122,8 @@ export async function seedDemoClients(database: Database, options: DemoClientOpt
       .from(clients)
       .where(and(eq(clients.agency, party.agency), eq(clients.name, party.name), eq(clients.status, 'active')));
     const { client, secret } = existing
-      ? await rotateClientSecret(db, existing.id)
-      : await createClient(db, { agency: party.agency, name: party.name, scopes: party.scopes });
+      ? await rotateClientSecret(db, options.secrets, existing.id)
+      : await createClient(db, options.secrets, { agency: party.agency, name: party.name, scopes: party.scopes });
     made[role] = { client_id: client.id, client_secret: secret as string, agency: party.agency, name: party.name, scope: party.scopes.join(' ') };
   }
 

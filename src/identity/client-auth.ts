@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
+import { and, eq } from 'drizzle-orm';
 import type { FastifyRequest } from 'fastify';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Db } from '../db/index.js';
-import { usedClientAssertions } from '../db/schema.js';
+import { clients, usedClientAssertions } from '../db/schema.js';
 import { findClient, type Client } from './clients.js';
-import { hashSecret, verifySecret } from './secrets.js';
+import type { ClientSecrets } from './secrets.js';
 
 /** RFC 6749 §5.2 errors, sent as problem+json that also carries `error` and `error_description`. */
 export class OAuthError extends Error {
@@ -37,10 +39,11 @@ export interface ClientAuthSettings {
   tokenEndpoint: string;
   issuer: string;
   clockToleranceSeconds: number;
+  secrets: ClientSecrets;
 }
 
 // Compared against when the client does not exist, so that a wrong id costs as long as a wrong secret.
-const decoyHash = hashSecret('decoy');
+const DECOY_SECRET = `decoy-${randomUUID()}`;
 
 function basicCredentials(request: FastifyRequest): { id: string; secret: string } | undefined {
   const header = request.headers.authorization;
@@ -79,8 +82,11 @@ export async function authenticateClient(
   const secret = basic?.secret ?? (form.client_secret as string);
   const client = id ? await findClient(db, id) : undefined;
   const usable = client?.status === 'active' && client.authMethod === 'client_secret' && client.secretHash;
-  const matches = await verifySecret(secret, usable ? (client.secretHash as string) : await decoyHash);
+  const stored = usable ? (client.secretHash as string) : settings.secrets.hash(DECOY_SECRET);
+  const { matches, upgrade } = await settings.secrets.verify(secret, stored);
   if (!usable || !matches) throw failed(basic !== undefined);
+  // A hash of an older scheme is replaced on its first successful use (unless rotated meanwhile).
+  if (upgrade) await db.update(clients).set({ secretHash: upgrade }).where(and(eq(clients.id, client.id), eq(clients.secretHash, stored)));
   return client;
 }
 

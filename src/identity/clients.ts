@@ -3,7 +3,7 @@ import type { JSONWebKeySet } from 'jose';
 import type { Db } from '../db/index.js';
 import { agencies, clients } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
-import { hashSecret, newClientId, newClientSecret } from './secrets.js';
+import { newClientId, newClientSecret, type ClientSecrets } from './secrets.js';
 
 /** Scope words (API.md, Tokens): what kind of act a client may do. Grants say on what. */
 export const scopeWords = [
@@ -64,7 +64,7 @@ function checkJwks(jwks: JSONWebKeySet) {
 }
 
 /** Register a client. The secret, when there is one, is returned here once and never stored. */
-export async function createClient(db: Db, input: NewClient): Promise<{ client: Client; secret?: string }> {
+export async function createClient(db: Db, secrets: ClientSecrets, input: NewClient): Promise<{ client: Client; secret?: string }> {
   checkScopes(input.scopes);
   if (input.jwks) checkJwks(input.jwks);
   const [agency] = await db.select({ code: agencies.code }).from(agencies).where(eq(agencies.code, input.agency));
@@ -78,7 +78,7 @@ export async function createClient(db: Db, input: NewClient): Promise<{ client: 
       name: input.name ?? `${input.agency} client`,
       scopes: [...new Set(input.scopes)].sort(),
       authMethod: input.jwks ? 'private_key_jwt' : 'client_secret',
-      secretHash: secret ? await hashSecret(secret) : null,
+      secretHash: secret ? secrets.hash(secret) : null,
       jwks: input.jwks ?? null,
     })
     .returning();
@@ -119,14 +119,14 @@ export async function disableClient(db: Db, id: string): Promise<Client> {
 }
 
 /** A new secret for a secret client; the old one stops working at once. */
-export async function rotateClientSecret(db: Db, id: string): Promise<{ client: Client; secret: string }> {
+export async function rotateClientSecret(db: Db, secrets: ClientSecrets, id: string): Promise<{ client: Client; secret: string }> {
   const client = await findClient(db, id);
   if (!client) throw new ClientNotFound(id);
   if (client.authMethod !== 'client_secret') throw new NoClientSecret();
   const secret = newClientSecret();
   const [row] = await db
     .update(clients)
-    .set({ secretHash: await hashSecret(secret), updatedAt: new Date() })
+    .set({ secretHash: secrets.hash(secret), updatedAt: new Date() })
     .where(eq(clients.id, id))
     .returning();
   return { client: row as Client, secret };

@@ -5,6 +5,7 @@ import { clientView, createClient, disableClient, listClients, rotateClientSecre
 import { keyEncryptionKey } from './kek.js';
 import { KeyStore } from './keys.js';
 import { announce } from './revocation.js';
+import { ClientSecrets } from './secrets.js';
 
 /** `gateway client` and `gateway keys`: the OAuth clients of the agencies, and the gateway's signing keys. */
 export function identityCommands(program: Command, cli: CliContext): void {
@@ -28,6 +29,11 @@ export function identityCommands(program: Command, cli: CliContext): void {
     });
 }
 
+/** Secrets made by the CLI are stored as the gateway stores them: under the same KEY_ENCRYPTION_KEY. */
+async function cliSecrets(cli: CliContext): Promise<ClientSecrets> {
+  return new ClientSecrets(await keyEncryptionKey(cli.config()));
+}
+
 function clientCommands(client: Command, cli: CliContext): void {
   const printClient = (view: object, json: boolean | undefined) => {
     if (json) return cli.json(view);
@@ -45,7 +51,7 @@ function clientCommands(client: Command, cli: CliContext): void {
     .action(async (options: { agency: string; scopes: string; name?: string; jwks?: string; json?: boolean }) => {
       const jwks = options.jwks ? ((await readJsonFile(options.jwks)) as JSONWebKeySet) : undefined;
       await cli.withDatabase(async (database) => {
-        const created = await createClient(database.db, {
+        const created = await createClient(database.db, await cliSecrets(cli), {
           agency: options.agency,
           scopes: options.scopes.split(/[\s,]+/).filter(Boolean),
           ...(options.name ? { name: options.name } : {}),
@@ -86,7 +92,7 @@ function clientCommands(client: Command, cli: CliContext): void {
     .option('--json', 'print JSON')
     .action(async (id: string, options: { json?: boolean }) => {
       await cli.withDatabase(async (database) => {
-        const rotated = await rotateClientSecret(database.db, id);
+        const rotated = await rotateClientSecret(database.db, await cliSecrets(cli), id);
         printClient({ client_id: rotated.client.id, client_secret: rotated.secret }, options.json);
       });
     });

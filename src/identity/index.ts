@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { publicUrl, trustedIssuers, type Config } from '../config.js';
+import { publicUrl, tokenIssuer, trustedIssuers, type Config } from '../config.js';
 import { keyEncryptionKey } from './kek.js';
 import { KeyStore } from './keys.js';
 import { RevocationState } from './revocation.js';
+import { ClientSecrets } from './secrets.js';
 import { identityRoutes } from './routes.js';
 import { TokenService } from './tokens.js';
 
@@ -11,6 +12,7 @@ export { clientView, createClient, disableClient, listClients, rotateClientSecre
 export { auditHashKey, keyEncryptionKey } from './kek.js';
 export { KeyDecryptionError, KeyStore } from './keys.js';
 export { announce } from './revocation.js';
+export { ClientSecrets } from './secrets.js';
 
 export interface IdentityOptions {
   config: Config;
@@ -21,6 +23,8 @@ declare module 'fastify' {
     tokens: TokenService;
     /** The gateway's signing keys (tokens, audit checkpoints). */
     keys: KeyStore;
+    /** Hashes and checks client secrets (HMAC under a key derived from KEY_ENCRYPTION_KEY). */
+    clientSecrets: ClientSecrets;
   }
 }
 
@@ -30,10 +34,13 @@ declare module 'fastify' {
  */
 async function identity(app: FastifyInstance, { config }: IdentityOptions) {
   const base = publicUrl(config);
-  const issuer = config.TOKEN_ISSUER ?? base;
-  const keys = new KeyStore(app.db, await keyEncryptionKey(config), config.TOKEN_SIGNING_ALG, config.TOKEN_TTL_SECONDS);
+  const issuer = tokenIssuer(config);
+  const kek = await keyEncryptionKey(config);
+  const keys = new KeyStore(app.db, kek, config.TOKEN_SIGNING_ALG, config.TOKEN_TTL_SECONDS);
   await keys.start();
   app.decorate('keys', keys);
+  const secrets = new ClientSecrets(kek);
+  app.decorate('clientSecrets', secrets);
 
   let tokens: TokenService | undefined;
   const revocation = new RevocationState(app.database, (event) => {
@@ -63,7 +70,7 @@ async function identity(app: FastifyInstance, { config }: IdentityOptions) {
     issuer,
     publicUrl: base,
     tokenRateLimitPerMinute: config.TOKEN_RATE_LIMIT_PER_MINUTE,
-    clientAuth: { tokenEndpoint: `${base}/oauth/token`, issuer, clockToleranceSeconds: config.CLOCK_TOLERANCE_SECONDS },
+    clientAuth: { tokenEndpoint: `${base}/oauth/token`, issuer, clockToleranceSeconds: config.CLOCK_TOLERANCE_SECONDS, secrets },
   });
 }
 

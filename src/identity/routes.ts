@@ -219,7 +219,7 @@ function adminClientRoutes(app: TypedApp) {
       },
     },
     async (request, reply) => {
-      const { client, secret } = await createClient(app.db, request.body as Parameters<typeof createClient>[1]);
+      const { client, secret } = await createClient(app.db, app.clientSecrets, request.body as Parameters<typeof createClient>[2]);
       request.log.info({ client_id: client.id, agency: client.agency }, 'client registered');
       return reply.code(201).send({ ...clientView(client), ...(secret ? { client_secret: secret } : {}) });
     },
@@ -314,7 +314,7 @@ function adminActionRoutes(app: TypedApp, options: IdentityRouteOptions) {
       },
     },
     async (request) => {
-      const { client, secret } = await rotateClientSecret(app.db, request.params.id);
+      const { client, secret } = await rotateClientSecret(app.db, app.clientSecrets, request.params.id);
       request.log.info({ client_id: client.id }, 'client secret rotated');
       return { ...clientView(client), client_secret: secret };
     },

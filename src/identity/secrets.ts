@@ -1,10 +1,10 @@
-import { createCipheriv, createDecipheriv, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 
 const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number, options: object) => Promise<Buffer>;
 
-// scrypt parameters (RFC 7914): N=2^15, r=8, p=1 costs ~32 MiB and tens of milliseconds per check,
-// which is what a stolen table of hashes should cost an attacker per guess.
+// The scrypt parameters (RFC 7914) secrets were hashed with before the HMAC form: N=2^15, r=8,
+// p=1, ~32 MiB and tens of milliseconds per check.
 const SCRYPT = { N: 32_768, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 const KEY_LENGTH = 32;
 
@@ -18,16 +18,58 @@ export function newClientSecret(): string {
   return `gws_${randomBytes(32).toString('base64url')}`;
 }
 
-/** `scrypt$N$r$p$salt$hash`, so that parameters can be raised later without breaking old hashes. */
-export async function hashSecret(secret: string): Promise<string> {
+/** The stored form of a secret issued by this gateway: `hmac-sha256$<key version>$<mac>`. */
+const HMAC_SCHEME = 'hmac-sha256';
+const HMAC_KEY_VERSION = '1';
+
+/**
+ * Client secrets, hashed and checked. The gateway's secrets carry 256 random bits, so an approved
+ * one-way function is enough (NIST SP 800-63B §5.1.2.2, OWASP ASVS 5.0 6.5.2): they are stored as
+ * HMAC-SHA-256 under a key derived (HKDF) from KEY_ENCRYPTION_KEY, so that a stolen table alone
+ * cannot be checked against guesses. Hashes from before (scrypt) still verify, and are replaced by
+ * the HMAC form on their next successful use. Every comparison is constant-time.
+ */
+export class ClientSecrets {
+  readonly #key: Buffer;
+
+  constructor(keyEncryptionKey: Buffer) {
+    this.#key = Buffer.from(hkdfSync('sha256', keyEncryptionKey, Buffer.alloc(0), `govdata-gateway client secrets v${HMAC_KEY_VERSION}`, 32));
+  }
+
+  hash(secret: string): string {
+    return `${HMAC_SCHEME}$${HMAC_KEY_VERSION}$${this.#mac(secret).toString('base64url')}`;
+  }
+
+  /**
+   * Whether `secret` is the one `stored` was made from; `upgrade` is the HMAC form to store
+   * instead when `stored` is an older scheme. An unknown scheme never matches.
+   */
+  async verify(secret: string, stored: string): Promise<{ matches: boolean; upgrade?: string }> {
+    const [scheme, version, mac] = stored.split('$');
+    if (scheme === HMAC_SCHEME) {
+      const expected = Buffer.from(mac ?? '', 'base64url');
+      const actual = this.#mac(secret);
+      return { matches: version === HMAC_KEY_VERSION && expected.length === actual.length && timingSafeEqual(actual, expected) };
+    }
+    if (scheme === 'scrypt' && (await verifyScrypt(secret, stored))) return { matches: true, upgrade: this.hash(secret) };
+    return { matches: false };
+  }
+
+  #mac(secret: string): Buffer {
+    return createHmac('sha256', this.#key).update(secret, 'utf8').digest();
+  }
+}
+
+/** The scheme secrets were stored with before: `scrypt$N$r$p$salt$hash` (tests make old rows with it). */
+export async function scryptHash(secret: string): Promise<string> {
   const salt = randomBytes(16);
   const hash = await scryptAsync(secret, salt, KEY_LENGTH, SCRYPT);
   return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64url'), hash.toString('base64url')].join('$');
 }
 
-export async function verifySecret(secret: string, stored: string): Promise<boolean> {
-  const [scheme, n, r, p, salt, hash] = stored.split('$');
-  if (scheme !== 'scrypt' || !salt || !hash) return false;
+async function verifyScrypt(secret: string, stored: string): Promise<boolean> {
+  const [, n, r, p, salt, hash] = stored.split('$');
+  if (!salt || !hash) return false;
   const expected = Buffer.from(hash, 'base64url');
   const actual = await scryptAsync(secret, Buffer.from(salt, 'base64url'), expected.length, {
     N: Number(n),

@@ -45,7 +45,7 @@ const CSV_COLUMNS = [
 ];
 
 async function clientToken(app: App, agency: string, scopes: string[]): Promise<string> {
-  const { client, secret } = await createClient(app.db, { agency, scopes });
+  const { client, secret } = await createClient(app.db, app.clientSecrets, { agency, scopes });
   const response = await app.inject({
     method: 'POST',
     url: '/oauth/token',

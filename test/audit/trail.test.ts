@@ -30,7 +30,7 @@ function requestToken(app: App, id: string, secret: string) {
 
 /** A client made directly in the database and a token for it from the token endpoint. */
 async function clientWithToken(app: App, agency: string, scopes: string[]) {
-  const { client, secret } = await createClient(app.db, { agency, scopes });
+  const { client, secret } = await createClient(app.db, app.clientSecrets, { agency, scopes });
   const response = await requestToken(app, client.id, secret as string);
   if (response.statusCode !== 200) throw new Error(`token for ${client.id}: ${response.statusCode} ${response.body}`);
   return { id: client.id, secret: secret as string, token: response.json().access_token as string };
@@ -83,7 +83,7 @@ forEachDriver(t, 'what the trail records', async (t, driver) => {
   });
 
   t.test('a token issued and a token refused; neither the secret nor the token is stored', async (t) => {
-    const { client, secret } = await createClient(app.db, { agency: 'zj-edu', scopes: ['catalog:read'] });
+    const { client, secret } = await createClient(app.db, app.clientSecrets, { agency: 'zj-edu', scopes: ['catalog:read'] });
     const issued = await requestToken(app, client.id, secret as string);
     t.equal(issued.statusCode, 200);
     const token = issued.json().access_token as string;
@@ -288,7 +288,7 @@ forEachDriver(t, 'group commit under concurrency', async (t, driver) => {
 
 forEachDriver(t, 'no answer without its record: 503 when the trail cannot be written', async (t, driver) => {
   const { app } = await setup(t, driver);
-  const { client, secret } = await createClient(app.db, { agency: 'zj-edu', scopes: ['catalog:read'] });
+  const { client, secret } = await createClient(app.db, app.clientSecrets, { agency: 'zj-edu', scopes: ['catalog:read'] });
   const first = await requestToken(app, client.id, secret as string);
   t.equal(first.statusCode, 200);
   const before = await chainRows(app);
@@ -345,7 +345,7 @@ forEachDriver(t, 'nothing is lost on graceful shutdown', async (t, driver) => {
   const atStart = await chainCount();
   t.ok(atStart >= 1, 'start-up wrote its catalog sync');
 
-  const { client, secret } = await createClient(database.db, { agency: 'zj-edu', scopes: ['catalog:read'] });
+  const { client, secret } = await createClient(database.db, app.clientSecrets, { agency: 'zj-edu', scopes: ['catalog:read'] });
   const inFlight = Array.from({ length: 50 }, () => requestToken(app, client.id, secret as string));
   const responses = await Promise.all(inFlight);
   t.ok(

@@ -117,7 +117,7 @@ forEachDriver(t, 'audit verify finds what was changed by hand', async (t, driver
 
 forEachDriver(t, 'gateway audit verify and export', async (t, driver) => {
   const url = driver === 'pglite' ? join(t.testdir(), 'pglite') : await freshDatabaseUrl(driver);
-  const env = { DATABASE_URL: url, KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY, LOG_LEVEL: 'silent', DEMO_DATA: 'off', OPEN_PREBUILD: 'false' };
+  const env = { DATABASE_URL: url, PUBLIC_URL: 'http://127.0.0.1:3000', KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY, LOG_LEVEL: 'silent', DEMO_DATA: 'off', OPEN_PREBUILD: 'false' };
   const out: string[] = [];
   const err: string[] = [];
   const io = { env, stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s) };

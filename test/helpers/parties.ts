@@ -12,7 +12,7 @@ export interface Party {
 }
 
 export async function party(app: App, agency: string, scopes: string[]): Promise<Party> {
-  const { client, secret } = await createClient(app.db, { agency, scopes });
+  const { client, secret } = await createClient(app.db, app.clientSecrets, { agency, scopes });
   const response = await app.inject({
     method: 'POST',
     url: '/oauth/token',

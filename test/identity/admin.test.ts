@@ -32,7 +32,7 @@ async function accessToken(app: App, id: string, secret: string): Promise<string
 
 /** A client made directly in the database (not through the routes under test) and its token. */
 async function clientWithToken(app: App, agency: string, scopes: string[]) {
-  const { client, secret } = await createClient(app.db, { agency, scopes });
+  const { client, secret } = await createClient(app.db, app.clientSecrets, { agency, scopes });
   return { id: client.id, secret: secret as string, token: await accessToken(app, client.id, secret as string) };
 }
 
@@ -103,11 +103,11 @@ forEachDriver(t, 'admin routes', async (t, driver) => {
       created_at: created.created_at,
     });
     t.notMatch(shown.body, created.client_secret);
-    t.notMatch(shown.body, 'scrypt');
+    t.notMatch(shown.body, 'hmac-sha256');
 
     const row = await storedClient(database, created.client_id);
     t.ok(row, 'stored');
-    t.match(row?.secretHash, /^scrypt\$/);
+    t.match(row?.secretHash, /^hmac-sha256\$1\$[A-Za-z0-9_-]{43}$/);
     t.notOk(row?.secretHash?.includes(created.client_secret), 'the stored hash does not contain the secret');
     t.notOk(row?.secretHash?.includes(created.client_secret.slice(4)), 'nor its random part');
     t.same(row?.scopes, ['catalog:read', 'records:verify']);
@@ -225,7 +225,7 @@ forEachDriver(t, 'admin routes', async (t, driver) => {
     const everyone = all.json().items.map((c: { client_id: string }) => c.client_id);
     t.equal(everyone.length, await clientCount(database), 'without a filter, every client');
     t.same(everyone, [...everyone].sort(), 'in client_id order');
-    t.notMatch(all.body, /gws_|scrypt/);
+    t.notMatch(all.body, /gws_|hmac-sha256|scrypt/);
 
     const unknown = (await app.inject({ url: '/v1/admin/clients?agency=zj-nobody', headers: bearer(admin.token) })).json();
     t.same(unknown, { items: [], next_cursor: null });
@@ -235,7 +235,7 @@ forEachDriver(t, 'admin routes', async (t, driver) => {
   });
 
   t.test('every admin route wants a token (401) with scope admin (403), and does nothing without', async (t) => {
-    const target = await createClient(app.db, { agency: 'zj-amr', scopes: ['catalog:read'] });
+    const target = await createClient(app.db, app.clientSecrets, { agency: 'zj-amr', scopes: ['catalog:read'] });
     const id = target.client.id;
     const jwksBefore = (await app.inject({ url: '/.well-known/jwks.json' })).json().keys.length;
     const count = await clientCount(database);
@@ -305,7 +305,7 @@ forEachDriver(t, 'admin routes', async (t, driver) => {
   });
 
   t.test('POST /v1/admin/clients/{id}/rotate-secret: the new secret works, the old one stops', async (t) => {
-    const { client, secret: oldSecret } = await createClient(app.db, { agency: 'zj-hrss', scopes: ['records:read'] });
+    const { client, secret: oldSecret } = await createClient(app.db, app.clientSecrets, { agency: 'zj-hrss', scopes: ['records:read'] });
     const hashBefore = (await storedClient(database, client.id))?.secretHash;
     const response = await app.inject({ method: 'POST', url: `/v1/admin/clients/${client.id}/rotate-secret`, headers: bearer(admin.token) });
     t.equal(response.statusCode, 200);
@@ -318,12 +318,12 @@ forEachDriver(t, 'admin routes', async (t, driver) => {
     t.equal((await requestToken(app, client.id, rotated.client_secret)).statusCode, 200, 'the new secret obtains a token');
     assertProblem(t, await requestToken(app, client.id, oldSecret as string), 401, 'invalid_client');
     const hashAfter = (await storedClient(database, client.id))?.secretHash;
-    t.match(hashAfter, /^scrypt\$/);
+    t.match(hashAfter, /^hmac-sha256\$1\$/);
     t.not(hashAfter, hashBefore);
     t.notOk(hashAfter?.includes(rotated.client_secret));
 
     const keys = await publicJwks();
-    const jwtClient = await createClient(app.db, { agency: 'zj-psb', scopes: ['records:read'], jwks: keys.publicJwks });
+    const jwtClient = await createClient(app.db, app.clientSecrets, { agency: 'zj-psb', scopes: ['records:read'], jwks: keys.publicJwks });
     const refused = await app.inject({ method: 'POST', url: `/v1/admin/clients/${jwtClient.client.id}/rotate-secret`, headers: bearer(admin.token) });
     t.equal(refused.statusCode, 400);
     t.match(refused.headers['content-type'], /^application\/problem\+json/);
@@ -339,7 +339,7 @@ forEachDriver(t, 'admin routes', async (t, driver) => {
     const jwksBefore = (await app.inject({ url: '/.well-known/jwks.json' })).json();
     t.equal(jwksBefore.keys.length, 1, 'a fresh database has one key');
     const oldKid = jwksBefore.keys[0].kid;
-    const { client, secret } = await createClient(app.db, { agency: 'zj-edu', scopes: ['catalog:read'] });
+    const { client, secret } = await createClient(app.db, app.clientSecrets, { agency: 'zj-edu', scopes: ['catalog:read'] });
     // Not used before the rotation, so that it is verified (not served from a cache) afterwards.
     const oldToken = await accessToken(app, client.id, secret as string);
     t.equal(decodeProtectedHeader(oldToken).kid, oldKid);

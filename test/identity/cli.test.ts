@@ -97,14 +97,14 @@ t.test('gateway client … and keys rotate on a PGlite directory, then the gatew
       `${state.psb.id}\tzj-psb\tactive\tprivate_key_jwt\trecords:read`,
     ].sort();
     t.same(table.out.trim().split('\n'), expected, 'one line per client, in id order');
-    t.notMatch(table.out, /gws_|scrypt/);
+    t.notMatch(table.out, /gws_|hmac-sha256|scrypt/);
 
     const json = await cli(['client', 'list', '--json'], env);
     t.equal(json.code, 0, json.err);
     const views = JSON.parse(json.out) as Array<Record<string, unknown>>;
     t.same(views.map((view) => view.client_id), expected.map((line) => line.split('\t')[0]));
     for (const view of views) t.same(Object.keys(view).sort(), VIEW_KEYS, `${String(view.client_id)}: no secret, no hash`);
-    t.notMatch(json.out, /gws_|scrypt|psb-1/);
+    t.notMatch(json.out, /gws_|hmac-sha256|scrypt|psb-1/);
 
     const filtered = await cli(['client', 'list', '--agency', 'zj-psb', '--json'], env);
     t.same((JSON.parse(filtered.out) as Array<{ client_id: string }>).map((view) => view.client_id), [state.psb.id]);

@@ -40,7 +40,7 @@ function callWith(app: App, token: string) {
 async function setup(t: Test, driver: Driver, env: Record<string, string> = {}) {
   const database = await freshDatabase(t, driver);
   const app = await buildTestApp(t, driver, { database, env });
-  const secretClient = await createClient(app.db, { agency: 'zj-edu', scopes: ['catalog:read', 'records:verify'] });
+  const secretClient = await createClient(app.db, app.clientSecrets, { agency: 'zj-edu', scopes: ['catalog:read', 'records:verify'] });
   return { database, app, id: secretClient.client.id, secret: secretClient.secret as string };
 }
 
@@ -113,7 +113,7 @@ forEachDriver(t, 'token endpoint', async (t, driver) => {
   t.test('private_key_jwt (RFC 7523): accepted once, with the token endpoint as audience', async (t) => {
     const { publicKey, privateKey } = await generateKeyPair('EdDSA', { extractable: true });
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'EdDSA' };
-    const { client } = await createClient(app.db, { agency: 'zj-psb', scopes: ['records:read'], jwks: { keys: [jwk] } });
+    const { client } = await createClient(app.db, app.clientSecrets, { agency: 'zj-psb', scopes: ['records:read'], jwks: { keys: [jwk] } });
     const assertion = (claims: { aud?: string; expiresIn?: string; jti?: string; sub?: string } = {}) =>
       new SignJWT({})
         .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
@@ -257,7 +257,7 @@ forEachDriver(t, 'every bad token is refused with its code', async (t, driver) =
   t.equal(unknown.statusCode, 200, 'RFC 7009: revoking an invalid token is no error');
   const noToken = await app.inject({ method: 'POST', url: '/oauth/revoke', headers: { ...FORM, authorization: basic(id, secret) }, payload: form({}) });
   assertProblem(t, noToken, 400, 'invalid_request');
-  const other = await createClient(app.db, { agency: 'zj-psb', scopes: ['catalog:read'] });
+  const other = await createClient(app.db, app.clientSecrets, { agency: 'zj-psb', scopes: ['catalog:read'] });
   const stranger = (await tokenFor(app, other.client.id, other.secret as string)).json().access_token as string;
   const notYours = await app.inject({ method: 'POST', url: '/oauth/revoke', headers: { ...FORM, authorization: basic(id, secret) }, payload: form({ token: stranger }) });
   assertProblem(t, notYours, 400, 'unauthorized_client');
@@ -274,7 +274,7 @@ forEachDriver(t, 'revocation and disabling reach a second instance within 1 s', 
   if (second !== first) t.teardown(() => second.close());
   const a = await buildTestApp(t, driver, { database: first });
   const b = await buildTestApp(t, driver, { database: second });
-  const { client, secret } = await createClient(a.db, { agency: 'zj-edu', scopes: ['catalog:read', 'admin'] });
+  const { client, secret } = await createClient(a.db, a.clientSecrets, { agency: 'zj-edu', scopes: ['catalog:read', 'admin'] });
 
   const refusedWithin = async (token: string, code: string) => {
     const started = Date.now();
@@ -292,7 +292,7 @@ forEachDriver(t, 'revocation and disabling reach a second instance within 1 s', 
   const revoked = await refusedWithin(token, 'token_revoked');
   t.equal(revoked.code, 'token_revoked', `B refuses the revoked token after ${revoked.ms} ms`);
 
-  const other = await createClient(a.db, { agency: 'zj-edu', scopes: ['catalog:read'] });
+  const other = await createClient(a.db, a.clientSecrets, { agency: 'zj-edu', scopes: ['catalog:read'] });
   const otherToken = (await tokenFor(a, other.client.id, other.secret as string)).json().access_token as string;
   const adminToken = (await tokenFor(a, client.id, secret as string)).json().access_token as string;
   t.equal((await callWith(b, otherToken)).statusCode, 200);
@@ -312,7 +312,7 @@ t.test('token issuance is rate limited per client', async (t) => {
   const limited = await tokenFor(app, id, secret);
   assertProblem(t, limited, 429, 'rate_limited');
   t.match(limited.headers['retry-after'], /^\d+$/);
-  const other = await createClient(app.db, { agency: 'zj-psb', scopes: ['catalog:read'] });
+  const other = await createClient(app.db, app.clientSecrets, { agency: 'zj-psb', scopes: ['catalog:read'] });
   t.equal((await tokenFor(app, other.client.id, other.secret as string)).statusCode, 200, 'another client has its own count');
 });
 

@@ -25,7 +25,7 @@ async function gateway(): Promise<App> {
 }
 
 async function bearer(app: App, scopes: string[], agency: string) {
-  const { client, secret } = await createClient(app.db, { agency, scopes });
+  const { client, secret } = await createClient(app.db, app.clientSecrets, { agency, scopes });
   const response = await app.inject({
     method: 'POST',
     url: '/oauth/token',
