@@ -113,6 +113,32 @@ export interface LoadResult {
   p97_5: number;
   p99: number;
   errors: number;
+  /** CPU time the server's processes (a cluster's primary and workers) spent per request of the measured run, µs. */
+  cpu_us_per_request?: number;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ: 100 on Linux). */
+const USER_HZ = 100;
+
+/**
+ * CPU milliseconds (user + system) used so far by process `root` and every process below it (the
+ * workers of a cluster), from /proc. Ticks are 10 ms: over a run of seconds that is well under 1%.
+ */
+export async function treeCpuMs(root: number): Promise<number> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const text = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+    if (!text) continue;
+    // Fields after the command name (in parentheses, which may hold spaces): state is field 3.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    stats.set(Number(name), { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) });
+  }
+  let ticks = 0;
+  const below = (pid: number): boolean => pid === root || (stats.has(pid) && pid > 1 && below((stats.get(pid) as { ppid: number }).ppid));
+  for (const [pid, stat] of stats) if (below(pid)) ticks += stat.ticks;
+  return (ticks * 1000) / USER_HZ;
 }
 
 function withoutDuration(run: autocannon.Options): autocannon.Options {
@@ -121,15 +147,17 @@ function withoutDuration(run: autocannon.Options): autocannon.Options {
 }
 
 /** One autocannon run: warm-up first (not measured), then the measured run. */
-export async function load(options: autocannon.Options & { warmupSeconds?: number; warmupAmount?: number }): Promise<LoadResult> {
-  const { warmupSeconds = 2, warmupAmount, ...run } = options;
+export async function load(options: autocannon.Options & { warmupSeconds?: number; warmupAmount?: number; cpuOf?: number }): Promise<LoadResult> {
+  const { warmupSeconds = 2, warmupAmount, cpuOf, ...run } = options;
   const warmup =
     warmupAmount !== undefined
       ? await autocannon({ ...withoutDuration(run), amount: warmupAmount })
       : warmupSeconds > 0
         ? await autocannon({ ...run, duration: warmupSeconds })
         : undefined;
+  const cpuBefore = cpuOf ? await treeCpuMs(cpuOf) : 0;
   const result = await autocannon(run);
+  const cpuMs = cpuOf ? (await treeCpuMs(cpuOf)) - cpuBefore : undefined;
   const responses = (r: autocannon.Result) => r['1xx'] + r['2xx'] + r['3xx'] + r['4xx'] + r['5xx'];
   return {
     answered: responses(result) + (warmup ? responses(warmup) : 0),
@@ -140,6 +168,7 @@ export async function load(options: autocannon.Options & { warmupSeconds?: numbe
     p97_5: result.latency.p97_5,
     p99: result.latency.p99,
     errors: result.errors + result.timeouts,
+    ...(cpuMs !== undefined && result.requests.total > 0 ? { cpu_us_per_request: (cpuMs * 1000) / result.requests.total } : {}),
   };
 }
 

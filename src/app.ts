@@ -15,6 +15,7 @@ import auth from './plugins/auth.js';
 import { clientErrorHandler } from './plugins/client-errors.js';
 import background from './plugins/background.js';
 import database from './plugins/database.js';
+import redis from './plugins/redis.js';
 import docs from './plugins/docs.js';
 import errors from './plugins/errors.js';
 import health from './plugins/health.js';
@@ -101,6 +102,7 @@ export async function buildApp(config: Config, options: BuildOptions) {
   await app.register(database, { database: options.database, owned: options.ownsDatabase, closeWithinMs: config.SHUTDOWN_GRACE_MS });
   // Right after the database: closing waits for background work before the database closes.
   await app.register(background);
+  await app.register(redis, { url: config.REDIS_URL });
   await app.register(security, { config });
   // Hash-based ETags and 304 on If-None-Match for cacheable GET answers. Registered before the
   // audit trail, so that its record shows the 304 that is actually sent.

@@ -47,8 +47,11 @@ export function buildCli(io: CliIo = processIo): Command {
   program
     .command('serve')
     .description('run the gateway (same as npm start)')
-    .action(async () => {
+    .option('--workers <n>', 'worker processes sharing the port (WORKERS; default: one per core on PostgreSQL, one on PGlite)')
+    .action(async (options: { workers?: string }) => {
       const { startServer } = await import('./server.js');
+      // Set in this process's environment too, so that the workers it forks read the same.
+      if (options.workers !== undefined) io.env.WORKERS = options.workers;
       await startServer(io.env);
     });
 

@@ -53,6 +53,12 @@ export const ConfigSchema = Type.Object(
       minimum: 1000,
       description: 'Idle keep-alive timeout (longer than typical load balancers).',
     }),
+    WORKERS: Type.Integer({
+      default: 0,
+      minimum: 0,
+      maximum: 256,
+      description: 'Worker processes (node:cluster) sharing the port. 0: one per available core on PostgreSQL, one on PGlite (which allows no more).',
+    }),
     SHUTDOWN_GRACE_MS: Type.Integer({
       default: 10_000,
       minimum: 100,

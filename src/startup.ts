@@ -99,7 +99,7 @@ async function syncCatalog(app: App, config: Config): Promise<void> {
     app.log.error({ dir, errors: outcome.errors.length }, 'catalog files are invalid; the last good catalog stays served');
     return;
   }
-  app.catalogCache.clear();
+  app.forgetCatalog();
   const { changes, ...counts } = outcome.report;
   app.log.info({ dir, ...counts }, 'catalog synced');
   if (changes.length > 0) {

@@ -16,7 +16,7 @@ const LAYERS: string[][] = [
   ['catalog', 'identity', 'audit'],
   ['exchange', 'open', 'sharing'],
   ['demo'],
-  ['app.ts', 'startup.ts', 'server.ts', 'cli.ts'],
+  ['app.ts', 'startup.ts', 'server.ts', 'cluster.ts', 'cli.ts'],
 ];
 
 const layerOf = (module: string) => LAYERS.findIndex((layer) => layer.includes(module.split('/')[0] as string));

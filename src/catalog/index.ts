@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import { publicUrl, type Config } from '../config.js';
 import { lastSync } from './repository.js';
 import { ResourceCache } from './cache.js';
+import { CatalogIndex } from './search.js';
 import { catalogRoutes } from './routes.js';
 import { SyncReportView } from './schemas.js';
 import { defaultCatalogDir, syncCatalogDir } from './service.js';
@@ -16,6 +17,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The catalog's resources in memory, kept current by NOTIFY (the exchange reads them on every call). */
     catalogCache: ResourceCache;
+    /** The catalog search, answered from memory, kept current by NOTIFY. */
+    catalogSearch: CatalogIndex;
+    /** Forget the catalog held in memory at once (after a sync by this process; others hear NOTIFY). */
+    forgetCatalog(): void;
   }
 }
 
@@ -36,10 +41,18 @@ async function catalog(app: FastifyInstance, { config }: CatalogOptions) {
   await cache.start();
   app.decorate('catalogCache', cache);
   app.addHook('onClose', () => cache.close());
+  const index = new CatalogIndex(app.database);
+  await index.start();
+  app.decorate('catalogSearch', index);
+  app.addHook('onClose', () => index.close());
+  app.decorate('forgetCatalog', () => {
+    cache.clear();
+    index.clear();
+  });
 
   app.addReadinessCheck('catalog', async () => ((await lastSync(app.db)) ? undefined : 'not loaded'));
 
-  await app.register(catalogRoutes, { publicUrl: publicUrl(config) });
+  await app.register(catalogRoutes, { publicUrl: publicUrl(config), search: index });
 
   app.post(
     '/v1/admin/catalog/sync',
@@ -66,7 +79,7 @@ async function catalog(app: FastifyInstance, { config }: CatalogOptions) {
         });
       }
       // This instance forgets its copy at once; the others on NOTIFY.
-      cache.clear();
+      app.forgetCatalog();
       request.log.info({ sync_id: outcome.report.sync_id }, 'catalog synced by an administrator');
       request.auditDetails = { row_count: outcome.report.changes.length };
       return outcome.report;

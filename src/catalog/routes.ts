@@ -6,7 +6,8 @@ import { defineProblem, NotFound } from '../errors.js';
 import { decodeCursor, page } from '../pagination.js';
 import type { Caller } from '../plugins/auth.js';
 import { catalogJsonLd, catalogTurtle } from './dcat.js';
-import { findAgency, findResource, listAgencies, openCatalog, resourceHistory, searchResources, type StoredResource, type Visibility } from './repository.js';
+import { findAgency, findResource, listAgencies, openCatalog, resourceHistory, type StoredResource, type Visibility } from './repository.js';
+import type { CatalogIndex } from './search.js';
 import {
   AgencyList,
   AgencyView,
@@ -88,10 +89,12 @@ const AgencyParams = Type.Object({ agency: Type.String({ pattern: '^[a-z][a-z0-9
 
 export interface CatalogRouteOptions {
   publicUrl: string;
+  /** Where the search is answered (in memory). */
+  search: CatalogIndex;
 }
 
 /** Search, one resource with its data items, its history. */
-function resourceRoutes(app: TypedApp) {
+function resourceRoutes(app: TypedApp, search: CatalogIndex) {
   app.get(
     '/v1/catalog/resources',
     {
@@ -108,7 +111,7 @@ function resourceRoutes(app: TypedApp) {
     },
     async (request, reply) => {
       const { cursor, limit, ...filters } = request.query;
-      const result = await searchResources(app.db, {
+      const result = await search.search({
         ...filters,
         limit,
         visibility: catalogVisibility(request.caller),
@@ -248,12 +251,12 @@ function dcatRoutes(app: TypedApp, publicUrl: string) {
  * GET /v1/catalog/…: search, one resource with its data items, its history, and the agencies;
  * GET /catalog.jsonld and /catalog.ttl: the open part as DCAT-AP 3.
  */
-export async function catalogRoutes(parent: FastifyInstance, { publicUrl }: CatalogRouteOptions) {
+export async function catalogRoutes(parent: FastifyInstance, { publicUrl, search }: CatalogRouteOptions) {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   app.addSchema(AgencyView);
   app.addSchema(ResourceSummary);
   app.addSchema(ResourceDetail);
-  resourceRoutes(app);
+  resourceRoutes(app, search);
   agencyRoutes(app);
   dcatRoutes(app, publicUrl);
 }

@@ -369,6 +369,9 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
       }
       return `token:${basic ?? body.client_id ?? assertionSubject ?? request.ip}`;
     },
+    // Counted in Redis when there is one, so that every instance and worker shares the count.
+    ...(app.redis ? { redis: app.redis, nameSpace: 'govdata-gateway:token-rate:' } : {}),
+    skipOnError: true,
   });
 
   tokenRoute(app, options);

@@ -3,7 +3,6 @@ import fp from 'fastify-plugin';
 import compress from '@fastify/compress';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import { Redis } from 'ioredis';
 import { publicUrl, type Config } from '../config.js';
 import { defineProblem } from '../errors.js';
 import { DownloadFiles } from './files.js';
@@ -35,11 +34,7 @@ async function open(app: FastifyInstance, { config }: { config: Config }) {
   const files = new DownloadFiles(config.OPEN_DATA_DIR, app.database, config.OPEN_FETCH_ROWS, app.background.signal);
   app.decorate('downloads', files);
 
-  const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { connectTimeout: 1000, maxRetriesPerRequest: 1, lazyConnect: false }) : undefined;
-  redis?.on('error', (error) => app.log.warn({ err: { message: error.message } }, 'redis (rate-limit counts) unavailable'));
-  app.addHook('onClose', async () => {
-    await redis?.quit().catch(() => redis.disconnect());
-  });
+  const redis = app.redis;
 
   await app.register(
     async (scope) => {

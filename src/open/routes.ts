@@ -4,6 +4,8 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TypedApp } from '../plugins/typed-app.js';
+import canonicalize from 'canonicalize';
+import { LRUCache } from 'lru-cache';
 import rangeParser from 'range-parser';
 import Type from 'typebox';
 import { datasetFormats } from '../catalog/dcat.js';
@@ -13,7 +15,7 @@ import { decodeCursor, page } from '../pagination.js';
 import { acceptTerms, findDataset, hasAccepted, lastModified, listDatasets, stampOf, termsOf, type Dataset } from './datasets.js';
 import { DownloadFiles, fileFormatsOf } from './files.js';
 import { coordinates, fileFormats, formatInfo, recordStream, type FileFormat } from './formats.js';
-import { countRecords, fitsOrder, MAX_OPEN_PAGE, parseOpenQuery, recordsPage } from './query.js';
+import { countRecords, fitsOrder, MAX_OPEN_PAGE, parseOpenQuery, recordsPage, type OpenQuery } from './query.js';
 import { noneMatch } from '../plugins/etag.js';
 import { howToSendText } from '../plugins/text-headers.js';
 
@@ -396,8 +398,22 @@ function termsRoutes(app: TypedApp) {
   );
 }
 
-/** GET …/records: select, where, order and keyset pages. */
+/**
+ * GET …/records: select, where, order and keyset pages. The total of an unfiltered page is the
+ * dataset's row count (its records change only by an import); a filter's total is counted once per
+ * dataset content (stamp) and filter, then kept, so that paging does not count again and again.
+ */
 function recordsRoute(app: TypedApp) {
+  const totals = new LRUCache<string, { total: number; exact: boolean }>({ max: 10_000 });
+  const totalOf = async (dataset: Dataset, query: OpenQuery) => {
+    if (query.where.length === 0) return { total: dataset.rows, exact: true };
+    const key = `${dataset.resource.code}@${stampOf(dataset)}:${canonicalize(query.filter)}`;
+    const known = totals.get(key);
+    if (known) return known;
+    const counted = await countRecords(app.db, dataset.resource, query.where);
+    totals.set(key, counted);
+    return counted;
+  };
   app.get(
     '/v1/open/datasets/:code/records',
     {
@@ -407,7 +423,7 @@ function recordsRoute(app: TypedApp) {
         summary: 'Query the records of an open dataset: select, where, order, keyset cursor',
         description:
           'Filters as `where[item][op]=value` (ops: eq, in (comma-separated), lt, lte, gt, gte, prefix) on indexed items, or a JSON `filter`. ' +
-          '`order=item,-item` on the record key or required indexed items. `total` is exact up to 10,000 matches and the planner\'s estimate beyond (`total_exact: false`).',
+          '`order=item,-item` on the record key or required indexed items. `total` is the row count without a filter; with one, exact up to 10,000 matches and the planner\'s estimate beyond (`total_exact: false`), counted once for the dataset\'s current data.',
         params: Type.Object({ code: CodeParam }),
         querystring: Type.Object(
           {
@@ -444,7 +460,7 @@ function recordsRoute(app: TypedApp) {
         );
         after = position.k;
       }
-      const [result, count] = await Promise.all([recordsPage(app.db, resource, query, request.query.limit, after), countRecords(app.db, resource, query.where)]);
+      const [result, count] = await Promise.all([recordsPage(app.db, resource, query, request.query.limit, after), totalOf(dataset, query)]);
       request.auditDetails = { ...request.auditDetails, fields: query.fields, row_count: result.items.length };
       return page(
         request,

@@ -8,6 +8,8 @@ import type { App } from '../../src/app.js';
 import type { Driver } from '../../src/db/index.js';
 import { auditEvents, openTermsAcceptances } from '../../src/db/schema.js';
 import { DIVISIONS, seedOpenDemo, STATIONS, stations, type DivisionLevel } from '../../src/demo/open.js';
+import { findResource } from '../../src/catalog/index.js';
+import { loadRecords } from '../../src/records/import.js';
 import { buildTestApp, forEachDriver, freshDatabase } from '../helpers/app.js';
 import { party } from '../helpers/parties.js';
 import { assertProblem } from '../helpers/problem.js';
@@ -210,9 +212,12 @@ forEachDriver(t, 'open data: datasets, records, terms, audit and CORS', async (t
     const beijing = await json(records(TOWNS, 'where[province_code][eq]=11&limit=10'));
     t.match(beijing, { total: townRows.filter((r) => r.province_code === '11').length, total_exact: true });
     const everyTown = await json(records(TOWNS, 'limit=5'));
-    t.equal(everyTown.total_exact, false, 'beyond 10,000 matches the total is an estimate');
-    t.ok(everyTown.total > 10_000, `estimated total ${everyTown.total} is more than 10,000`);
+    t.match(everyTown, { total: townRows.length, total_exact: true }, 'without a filter the total is the row count, exact');
     t.same(everyTown.items, [...townRows].sort(byCode).slice(0, 5));
+    const wide = await json(records(TOWNS, 'where[code][gt]=11&limit=5'));
+    t.equal(wide.total_exact, false, 'a filter matching beyond 10,000 rows: the total is an estimate');
+    t.ok(wide.total > 10_000, `estimated total ${wide.total} is more than 10,000`);
+    t.same(wide.items, everyTown.items);
     const stationPage = await json(records(STATIONS, 'where[station_code][eq]=3301A001'));
     t.same(stationPage.items, stationRows.filter((s) => s.station_code === '3301A001'), 'numbers and dates come back typed');
   });
@@ -432,6 +437,29 @@ forEachDriver(t, 'open data: datasets, records, terms, audit and CORS', async (t
     t.equal(preflight.headers['access-control-allow-origin'], '*');
     t.equal(preflight.headers['access-control-allow-methods'], 'GET, HEAD');
     t.equal(preflight.body, '');
+  });
+
+  t.test('totals are kept for the dataset\'s current data and follow an import', async (t) => {
+    const northern = (await json(records(PROVINCES, 'where[code][prefix]=1&limit=1'))).total;
+    t.equal(northern, provinceRows.filter((r) => r.code!.startsWith('1')).length);
+    t.equal((await json(records(PROVINCES, 'where[code][prefix]=1&limit=2'))).total, northern, 'the same filter, another page: the same total');
+    // Ten provinces, loaded as an import would: the stamp changes, and so do both totals.
+    const kept = [...provinceRows].sort(byCode).slice(2, 12);
+    const resource = (await findResource(app.db, PROVINCES))?.document;
+    if (!resource) throw new Error('no provinces in the catalog');
+    const load = (rows: Row[], source: string) =>
+      loadRecords(app.database, resource, (async function* () {
+        let line = 0;
+        for (const values of rows) yield { line: ++line, values };
+      })(), { source }, () => 'e'.repeat(64));
+    await load(kept, 'test: ten provinces');
+    t.match(await json(records(PROVINCES, 'limit=1')), { total: 10, total_exact: true }, 'unfiltered: the new row count');
+    const northernNow = kept.filter((r) => r.code!.startsWith('1')).length;
+    t.not(northernNow, northern, 'the new data has another number of northern provinces');
+    t.equal((await json(records(PROVINCES, 'where[code][prefix]=1&limit=1'))).total, northernNow, 'filtered: counted again for the new data');
+    // The provinces back, for the subtests after this one.
+    await load(provinceRows, 'test: every province');
+    t.equal((await json(records(PROVINCES, 'limit=1'))).total, provinceRows.length);
   });
 
   t.test('datapackage.json: a tabular data package whose Table Schema follows the catalog', async (t) => {
