@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Db } from '../db/index.js';
 import { clients, usedClientAssertions } from '../db/schema.js';
+import { LRUCache } from 'lru-cache';
 import { findClient, type Client } from './clients.js';
 import type { ClientSecrets } from './secrets.js';
 
@@ -40,6 +41,40 @@ export interface ClientAuthSettings {
   issuer: string;
   clockToleranceSeconds: number;
   secrets: ClientSecrets;
+  clients: ClientDirectory;
+  /** Disabled anywhere (RevocationState): refused even while a copy of the client says active. */
+  isDisabled: (clientId: string) => boolean;
+  /** Tell every instance that a client changed (its stored hash was upgraded). */
+  announceChange: (clientId: string) => Promise<void>;
+}
+
+/**
+ * Clients as token requests read them: kept in memory (at most `ttlMs`, as a safety net), so that
+ * issuing a token does not wait on the database. A disable is checked against the revocation
+ * state on every request; a new secret or hash is announced (client_changed) and forgets the copy
+ * on every instance. Unknown ids are not kept, so that a client made a moment ago is found.
+ */
+export class ClientDirectory {
+  private readonly cache: LRUCache<string, Client>;
+
+  constructor(
+    private readonly db: Db,
+    ttlMs = 30_000,
+  ) {
+    this.cache = new LRUCache<string, Client>({ max: 10_000, ttl: ttlMs });
+  }
+
+  async find(id: string): Promise<Client | undefined> {
+    const held = this.cache.get(id);
+    if (held) return held;
+    const client = await findClient(this.db, id);
+    if (client) this.cache.set(id, client);
+    return client;
+  }
+
+  forget(id: string): void {
+    this.cache.delete(id);
+  }
 }
 
 // Compared against when the client does not exist, so that a wrong id costs as long as a wrong secret.
@@ -80,13 +115,17 @@ export async function authenticateClient(
 
   const id = basic?.id ?? form.client_id;
   const secret = basic?.secret ?? (form.client_secret as string);
-  const client = id ? await findClient(db, id) : undefined;
-  const usable = client?.status === 'active' && client.authMethod === 'client_secret' && client.secretHash;
+  const client = id ? await settings.clients.find(id) : undefined;
+  const usable = client?.status === 'active' && !settings.isDisabled(client.id) && client.authMethod === 'client_secret' && client.secretHash;
   const stored = usable ? (client.secretHash as string) : settings.secrets.hash(DECOY_SECRET);
   const { matches, upgrade } = await settings.secrets.verify(secret, stored);
   if (!usable || !matches) throw failed(basic !== undefined);
   // A hash of an older scheme is replaced on its first successful use (unless rotated meanwhile).
-  if (upgrade) await db.update(clients).set({ secretHash: upgrade }).where(and(eq(clients.id, client.id), eq(clients.secretHash, stored)));
+  if (upgrade) {
+    await db.update(clients).set({ secretHash: upgrade }).where(and(eq(clients.id, client.id), eq(clients.secretHash, stored)));
+    settings.clients.forget(client.id);
+    await settings.announceChange(client.id);
+  }
   return client;
 }
 
@@ -102,8 +141,8 @@ async function authenticateAssertion(db: Db, form: ClientCredentialsForm, settin
     throw failed(false);
   }
   if (!claimed || (form.client_id !== undefined && form.client_id !== claimed)) throw failed(false);
-  const client = await findClient(db, claimed);
-  if (client?.status !== 'active' || client.authMethod !== 'private_key_jwt' || !client.jwks) throw failed(false);
+  const client = await settings.clients.find(claimed);
+  if (client?.status !== 'active' || settings.isDisabled(client.id) || client.authMethod !== 'private_key_jwt' || !client.jwks) throw failed(false);
 
   let payload;
   try {

@@ -1,8 +1,9 @@
-import { and, asc, eq, gt } from 'drizzle-orm';
+import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import type { JSONWebKeySet } from 'jose';
 import type { Db } from '../db/index.js';
 import { agencies, clients } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
+import { IDENTITY_CHANNEL, type IdentityEvent } from './revocation.js';
 import { newClientId, newClientSecret, type ClientSecrets } from './secrets.js';
 
 /** Scope words (API.md, Tokens): what kind of act a client may do. Grants say on what. */
@@ -129,6 +130,9 @@ export async function rotateClientSecret(db: Db, secrets: ClientSecrets, id: str
     .set({ secretHash: secrets.hash(secret), updatedAt: new Date() })
     .where(eq(clients.id, id))
     .returning();
+  // Every instance forgets the copy it holds (in a transaction, on its commit).
+  const changed: IdentityEvent = { type: 'client_changed', client_id: id };
+  await db.execute(sql`select pg_notify(${IDENTITY_CHANNEL}, ${JSON.stringify(changed)})`);
   return { client: row as Client, secret };
 }
 

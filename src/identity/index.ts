@@ -3,7 +3,8 @@ import fp from 'fastify-plugin';
 import { publicUrl, tokenIssuer, trustedIssuers, type Config } from '../config.js';
 import { keyEncryptionKey } from './kek.js';
 import { KeyStore } from './keys.js';
-import { RevocationState } from './revocation.js';
+import { ClientDirectory } from './client-auth.js';
+import { announce, RevocationState } from './revocation.js';
 import { ClientSecrets } from './secrets.js';
 import { identityRoutes } from './routes.js';
 import { TokenService } from './tokens.js';
@@ -25,6 +26,8 @@ declare module 'fastify' {
     keys: KeyStore;
     /** Hashes and checks client secrets (HMAC under a key derived from KEY_ENCRYPTION_KEY). */
     clientSecrets: ClientSecrets;
+    /** Clients as token requests read them, in memory; forget one after changing it. */
+    clientDirectory: ClientDirectory;
   }
 }
 
@@ -43,12 +46,15 @@ async function identity(app: FastifyInstance, { config }: IdentityOptions) {
   app.decorate('clientSecrets', secrets);
 
   let tokens: TokenService | undefined;
+  const directory = new ClientDirectory(app.db);
+  app.decorate('clientDirectory', directory);
   const revocation = new RevocationState(app.database, (event) => {
     if (event.type === 'keys_rotated') void keys.reload().catch((err) => app.log.error({ err }, 'reloading signing keys failed'));
     if (event.type === 'token_revoked') tokens?.evict((entry) => entry.jti === event.jti);
     if (event.type === 'client_disabled') {
       tokens?.evict((entry) => entry.caller.kind === 'agency' && entry.caller.clientId === event.client_id);
     }
+    if (event.type === 'client_disabled' || event.type === 'client_changed') directory.forget(event.client_id);
   });
   await revocation.start();
   app.addHook('onClose', () => revocation.stop());
@@ -70,7 +76,15 @@ async function identity(app: FastifyInstance, { config }: IdentityOptions) {
     issuer,
     publicUrl: base,
     tokenRateLimitPerMinute: config.TOKEN_RATE_LIMIT_PER_MINUTE,
-    clientAuth: { tokenEndpoint: `${base}/oauth/token`, issuer, clockToleranceSeconds: config.CLOCK_TOLERANCE_SECONDS, secrets },
+    clientAuth: {
+      tokenEndpoint: `${base}/oauth/token`,
+      issuer,
+      clockToleranceSeconds: config.CLOCK_TOLERANCE_SECONDS,
+      secrets,
+      clients: directory,
+      isDisabled: (id) => revocation.isDisabled(id),
+      announceChange: (id) => announce(app.database, { type: 'client_changed', client_id: id }),
+    },
   });
 }
 

@@ -8,6 +8,8 @@ export const IDENTITY_CHANNEL = 'gateway_identity';
 export type IdentityEvent =
   | { type: 'token_revoked'; jti: string; exp: number }
   | { type: 'client_disabled'; client_id: string }
+  /** A client's secret or hash changed: instances forget the copy they hold. */
+  | { type: 'client_changed'; client_id: string }
   | { type: 'keys_rotated' };
 
 export async function announce(database: Database, event: IdentityEvent): Promise<void> {

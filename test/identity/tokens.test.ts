@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
-import { exportJWK, generateKeyPair, SignJWT, UnsecuredJWT, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
+import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT, UnsecuredJWT, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import type { App } from '../../src/app.js';
 import { openDatabase, type Driver } from '../../src/db/index.js';
 import { createClient } from '../../src/identity/clients.js';
@@ -304,6 +304,21 @@ forEachDriver(t, 'revocation and disabling reach a second instance within 1 s', 
   t.equal(disabled.statusCode, 200);
   const refused = await refusedWithin(otherToken, 'token_revoked');
   t.equal(refused.code, 'token_revoked', `B refuses the disabled client's token after ${refused.ms} ms`);
+  t.equal((await tokenFor(b, other.client.id, other.secret as string)).statusCode, 401, 'and issues it no new token, though B held the client in memory');
+
+  // B holds a third client in memory; a new secret made through A stops the old one on B within a second.
+  const third = await createClient(a.db, a.clientSecrets, { agency: 'zj-edu', scopes: ['catalog:read'] });
+  t.equal((await tokenFor(b, third.client.id, third.secret as string)).statusCode, 200, 'B issues (and keeps the client)');
+  const rotated = await a.inject({ method: 'POST', url: `/v1/admin/clients/${third.client.id}/rotate-secret`, headers: { authorization: `Bearer ${adminToken}` } });
+  t.equal(rotated.statusCode, 200);
+  const started = Date.now();
+  let oldStatus = 200;
+  while (Date.now() - started < 1000 && oldStatus === 200) {
+    oldStatus = (await tokenFor(b, third.client.id, third.secret as string)).statusCode;
+    if (oldStatus === 200) await sleep(20);
+  }
+  t.equal(oldStatus, 401, `B refuses the old secret ${Date.now() - started} ms after the rotation through A`);
+  t.equal((await tokenFor(b, third.client.id, rotated.json().client_secret)).statusCode, 200, 'and takes the new one');
 });
 
 t.test('token issuance is rate limited per client', async (t) => {
@@ -387,4 +402,19 @@ t.test('a bad TRUSTED_ISSUERS stops start-up with one line', async (t) => {
   t.throws(() => loadConfig({ TRUSTED_ISSUERS: '[{"issuer":"x","jwks_uri":"https://x/j","audience":"a","algorithms":["HS256"],"kind":"agency","agency_claim":"o"}]' }), {
     message: /^TRUSTED_ISSUERS\/0\/algorithms\/0: must be one of/,
   });
+});
+
+forEachDriver(t, 'tokens signed with both signing algorithms verify against the published JWK Set', async (t, driver) => {
+  for (const alg of ['EdDSA', 'ES256'] as const) {
+    const { app, id, secret } = await setup(t, driver, { TOKEN_SIGNING_ALG: alg });
+    const response = await tokenFor(app, id, secret);
+    t.equal(response.statusCode, 200);
+    const token = response.json().access_token as string;
+    t.match(decodeProtectedHeader(token), { alg, typ: 'at+jwt', kid: /\S/ });
+    const jwks = (await app.inject({ url: '/.well-known/jwks.json' })).json() as { keys: JWK[] };
+    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks as { keys: JWK[] }), { issuer: ISSUER, audience: 'govdata-gateway', typ: 'at+jwt', algorithms: [alg] });
+    t.match(payload, { client_id: id, sub: id, agency: 'zj-edu', scope: 'catalog:read records:verify', jti: /^[0-9a-f-]{36}$/ });
+    t.equal((payload.exp as number) - (payload.iat as number), 900, `${alg}: exp is iat + TOKEN_TTL_SECONDS`);
+    t.equal((await callWith(app, token)).statusCode, 200, `${alg}: the gateway accepts its own token`);
+  }
 });
