@@ -116,7 +116,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     onnotice,
     connection: { application_name: applicationName },
   });
-  const db = drizzle(client, { schema }) as unknown as Db;
+  const db = drizzle(preparing(client), { schema }) as unknown as Db;
   const location = redactUrl(url);
   const copyLimit = options.copyLimit ?? 2;
   const copySlots = { running: 0 };
@@ -170,6 +170,24 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       await client.end({ timeout: 5 });
     },
   };
+}
+
+/**
+ * The client drizzle queries through, with every query that has parameters prepared: drizzle hands
+ * postgres.js `prepare: false` unless a query is built with `.prepare(name)`, so each call would
+ * be parsed and planned again by the server (Parse, Describe, Bind, Execute). Prepared, a
+ * connection parses a statement once and then only binds it. postgres.js keeps the statements per
+ * connection, by text; connections are recycled (max_lifetime), which bounds what they keep.
+ * Statements without parameters (DDL, COPY) keep the simple protocol.
+ */
+function preparing(client: import('postgres').Sql): import('postgres').Sql {
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      if (property !== 'unsafe') return Reflect.get(target, property, receiver);
+      return (query: string, args: unknown[] = [], options: Record<string, unknown> = {}) =>
+        target.unsafe(query, args as never[], args.length > 0 ? { ...options, prepare: true } : options);
+    },
+  });
 }
 
 /**
