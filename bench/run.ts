@@ -8,6 +8,7 @@
  *   npm run bench [-- --scenario verify,read --connections 50 --duration 10 --quick --json report.json]
  *   npm run bench -- --scenario verify --profile    (the gateway under node --cpu-prof: where its time goes)
  *   npm run bench -- --workers 2                     (gateway and naive baseline alike with 2 processes)
+ *   npm run bench -- --socket                        (PostgreSQL over its Unix socket instead of TCP, for both)
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -18,6 +19,7 @@ import type autocannon from 'autocannon';
 import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { openDatabase, rowsOf } from '../src/db/index.js';
+import { postgresTarget } from '../src/db/postgres-url.js';
 import { DEMO_RESOURCES, demoSizes, recordCount } from '../src/demo/seed.js';
 import { DIVISIONS } from '../src/demo/open.js';
 import { residentIdCheckChar } from '../src/records/identifiers.js';
@@ -34,6 +36,7 @@ const { values } = parseArgs({
     json: { type: 'string' },
     profile: { type: 'boolean', default: false },
     workers: { type: 'string', default: '1' },
+    socket: { type: 'boolean', default: false },
   },
 });
 const workers = Math.max(1, Number(values.workers) || 1);
@@ -58,6 +61,8 @@ async function benchDatabaseUrl(): Promise<{ url: string; driver: 'PostgreSQL' |
     const [exists] = await admin`select 1 from pg_database where datname = 'govdata_bench'`;
     if (!exists) await admin.unsafe('create database govdata_bench');
     await admin.end();
+    // libpq's form for the server's socket in its default directory (src/db/postgres-url.ts).
+    if (values.socket) return { url: `postgres://${url.username || 'postgres'}@/govdata_bench?host=/var/run/postgresql`, driver: 'PostgreSQL' };
     return { url: url.toString(), driver: 'PostgreSQL' };
   }
   const dir = join(projectRoot, 'data', 'bench');
@@ -254,7 +259,8 @@ try {
       for (let i = 0; i < 5; i++) {
         const t0 = performance.now();
         if (driver === 'PostgreSQL') {
-          const client = postgres(url, { max: 1, onnotice: () => {} });
+          const target = postgresTarget(url);
+          const client = postgres(target.url, { max: 1, onnotice: () => {}, ...(target.host ? { host: target.host } : {}) });
           // Read through to the end, as a client of the driver would.
           for await (const _chunk of (await client.unsafe(copy).readable()) as AsyncIterable<Buffer>);
           runs.push(620_573 / ((performance.now() - t0) / 1000));
@@ -504,7 +510,7 @@ try {
   const hardware = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'CPU'}, ${mib(totalmem()) / 1024 > 1 ? `${Math.round(mib(totalmem()) / 1024)} GiB` : `${mib(totalmem())} MiB`} RAM, Node ${process.version}, ${driver}`;
   const fmt = (n: number | undefined, digits = 0) => (n === undefined ? '' : n.toLocaleString('en-US', { maximumFractionDigits: digits }));
   const lines = [
-    `## Bench ${started.toISOString().slice(0, 10)}: ${hardware}; ${connections} connections, ${duration} s per scenario, ${workers} worker${workers > 1 ? 's' : ''} (gateway and baselines)${values.quick ? ' (quick)' : ''}`,
+    `## Bench ${started.toISOString().slice(0, 10)}: ${hardware}; ${connections} connections, ${duration} s per scenario, ${workers} worker${workers > 1 ? 's' : ''} (gateway and baselines)${values.socket ? ', PostgreSQL over its Unix socket' : ''}${values.quick ? ' (quick)' : ''}`,
     '',
     '| scenario | what | req/s | p50 ms | p97.5 ms | p99 ms | non-2xx | CPU µs/req | rows/s | RSS peak (growth) MiB | ratio | target | met |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
