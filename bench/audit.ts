@@ -22,10 +22,9 @@ const { values } = parseArgs({
 });
 const connections = Number(values.connections);
 const duration = Number(values.duration);
-const keys = BENCH_SETTINGS;
 
 const database = await benchDatabase('audit');
-const env = { ...keys, DATABASE_URL: database.url, MAX_EVENT_LOOP_DELAY_MS: '0' };
+const env = { ...BENCH_SETTINGS, DATABASE_URL: database.url, MAX_EVENT_LOOP_DELAY_MS: '0' };
 const work = await mkdtemp(join(tmpdir(), 'gw-bench-audit-'));
 try {
   const client = JSON.parse(await cli(['client', 'create', '--agency', 'zj-edu', '--scopes', 'catalog:read', '--json'], env));
@@ -66,7 +65,7 @@ try {
   );
 
   // The writer alone: records per second with 50 callers waiting on group commit.
-  const keyStore = new KeyStore(db.db, Buffer.from(keys.KEY_ENCRYPTION_KEY, 'base64url'), 'EdDSA', 900);
+  const keyStore = new KeyStore(db.db, Buffer.from(BENCH_SETTINGS.KEY_ENCRYPTION_KEY, 'base64url'), 'EdDSA', 900);
   await keyStore.start();
   const writer = new AuditWriter(db.db, keyStore, pino({ level: 'silent' }), { maxBatch: 500, checkpointEvery: 1000, checkpointSeconds: 60 });
   await writer.start('bench');

@@ -35,7 +35,6 @@ const connections = Number(values.connections);
 const duration = Number(values.duration);
 
 const VILLAGES = '330000-STATS-00005';
-const keys = BENCH_SETTINGS;
 
 async function expectedDigest(url: string): Promise<{ rows: number; sha256: string }> {
   const database = await openDatabase(url);
@@ -145,7 +144,7 @@ async function walkPages(gateway: Gateway, expected: { sha256: string }) {
 const database = await benchDatabase('open');
 const work = await mkdtemp(join(tmpdir(), 'gw-bench-open-'));
 const driver = database.url.startsWith('postgres') ? 'PostgreSQL' : 'PGlite';
-const base = { ...keys, DATABASE_URL: database.url, MAX_EVENT_LOOP_DELAY_MS: '0', RATE_LIMIT_ANONYMOUS_PER_MINUTE: '100000000', DEMO_DATA: 'off' };
+const base = { ...BENCH_SETTINGS, DATABASE_URL: database.url, MAX_EVENT_LOOP_DELAY_MS: '0', RATE_LIMIT_ANONYMOUS_PER_MINUTE: '100000000', DEMO_DATA: 'off' };
 try {
   process.stderr.write(`loading the open demo data (all levels) on ${driver}…\n`);
   const seeded = await cli(['demo', 'seed', '--open', 'full', '--no-exchange'], { ...base, OPEN_PREBUILD: 'false' });

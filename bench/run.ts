@@ -49,7 +49,6 @@ const wanted = (name: string) => !only || only.has(name);
 const RESIDENTS = DEMO_RESOURCES.residents;
 const VILLAGES = DIVISIONS.villages.code;
 const PURPOSE = encodeURIComponent('性能测试 bench');
-const keys = BENCH_SETTINGS;
 
 /** The bench database, kept between runs: `govdata_bench` on the PostgreSQL server, or ./data/bench/pglite. */
 async function benchDatabaseUrl(): Promise<{ url: string; driver: 'PostgreSQL' | 'PGlite' }> {
@@ -164,7 +163,7 @@ const rows: Row[] = [];
 const work = await mkdtemp(join(tmpdir(), 'gw-bench-'));
 const { url, driver } = await benchDatabaseUrl();
 const env = {
-  ...keys,
+  ...BENCH_SETTINGS,
   DATABASE_URL: url,
   DEMO_DATA: 'off',
   MAX_EVENT_LOOP_DELAY_MS: '0',

@@ -1,24 +1,13 @@
 import { join } from 'node:path';
 import t from 'tap';
-import { loadConfig } from '../src/config.js';
 import { openDatabase } from '../src/db/index.js';
 import { KeyDecryptionError } from '../src/identity/index.js';
 import { openGateway } from '../src/startup.js';
-import { LogCapture, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js';
+import { LogCapture, testConfig } from './helpers/app.js';
 
 // The start-up sequence in process, on PGlite directories of the tests' own (the server's stops
 // and restarts are test/startup.test.ts).
-const env = (directory: string, extra: Record<string, string> = {}) =>
-  loadConfig({
-    DATABASE_URL: directory,
-    LOG_LEVEL: 'silent',
-    MAX_EVENT_LOOP_DELAY_MS: '0',
-    DEMO_DATA: 'off',
-    OPEN_PREBUILD: 'false',
-    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
-    AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
-    ...extra,
-  });
+const env = (directory: string, extra: Record<string, string> = {}) => testConfig({ DATABASE_URL: directory, ...extra });
 
 /** The directory is free again: another open takes its lock at once. */
 async function directoryFree(directory: string): Promise<boolean> {

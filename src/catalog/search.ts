@@ -5,7 +5,7 @@ import { storedResourceColumns, type Facets, type ResourceCursor, type ResourceS
 import { CATALOG_CHANNEL } from './sync.js';
 
 interface Entry {
-  stored: StoredResource & { rank: number };
+  stored: StoredResource;
   /** What `q` must find every term in (lower-cased at the sync). */
   searchText: string;
   name: string;
@@ -111,7 +111,7 @@ export class CatalogIndex {
     return rows.map(({ searchText, ...stored }) => {
       const name = stored.document.name.toLowerCase();
       return {
-        stored: { ...stored, rank: 0 },
+        stored,
         searchText,
         name,
         nameAndKeywords: `${name} ${stored.document.keywords.join(' ').toLowerCase()}`,

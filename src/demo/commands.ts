@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { AuditInput } from '../audit/index.js';
 import { CliError, type CliContext } from '../commands.js';
 import type { Database } from '../db/index.js';
-import { ClientSecrets, keyEncryptionKey } from '../identity/index.js';
+import { clientSecretsFor } from '../identity/index.js';
 import { sharingSettings } from '../sharing/index.js';
 import { DEMO_SUPERVISOR_AGENCY, demoCredentialsFile, seedDemoClients, writeDemoCredentials } from './clients.js';
 import { seedOpenDemo, type OpenDemo } from './open.js';
@@ -66,7 +66,7 @@ async function seedClients(cli: CliContext<AuditInput>, database: Database, file
     const credentials = await seedDemoClients(database, {
       record,
       settings: sharingSettings(cli.config()),
-      secrets: new ClientSecrets(await keyEncryptionKey(cli.config())),
+      secrets: await clientSecretsFor(cli.config()),
       now: new Date(),
     });
     await writeDemoCredentials(target, credentials);

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import type { FastifyRequest } from 'fastify';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
@@ -77,8 +76,6 @@ export class ClientDirectory {
   }
 }
 
-// Compared against when the client does not exist, so that a wrong id costs as long as a wrong secret.
-const DECOY_SECRET = `decoy-${randomUUID()}`;
 
 function basicCredentials(request: FastifyRequest): { id: string; secret: string } | undefined {
   const header = request.headers.authorization;
@@ -117,7 +114,7 @@ export async function authenticateClient(
   const secret = basic?.secret ?? (form.client_secret as string);
   const client = id ? await settings.clients.find(id) : undefined;
   const usable = client?.status === 'active' && !settings.isDisabled(client.id) && client.authMethod === 'client_secret' && client.secretHash;
-  const stored = usable ? (client.secretHash as string) : settings.secrets.hash(DECOY_SECRET);
+  const stored = usable ? (client.secretHash as string) : settings.secrets.decoy;
   const { matches, upgrade } = await settings.secrets.verify(secret, stored);
   if (!usable || !matches) throw failed(basic !== undefined);
   // A hash of an older scheme is replaced on its first successful use (unless rotated meanwhile).

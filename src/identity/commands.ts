@@ -2,10 +2,9 @@ import type { Command } from 'commander';
 import type { JSONWebKeySet } from 'jose';
 import { readJsonFile, type CliContext } from '../commands.js';
 import { clientView, createClient, disableClient, listClients, rotateClientSecret, scopeWords } from './clients.js';
-import { keyEncryptionKey } from './kek.js';
+import { clientSecretsFor, keyEncryptionKey } from './kek.js';
 import { KeyStore } from './keys.js';
 import { announce } from './revocation.js';
-import { ClientSecrets } from './secrets.js';
 
 /** `gateway client` and `gateway keys`: the OAuth clients of the agencies, and the gateway's signing keys. */
 export function identityCommands(program: Command, cli: CliContext): void {
@@ -29,11 +28,6 @@ export function identityCommands(program: Command, cli: CliContext): void {
     });
 }
 
-/** Secrets made by the CLI are stored as the gateway stores them: under the same KEY_ENCRYPTION_KEY. */
-async function cliSecrets(cli: CliContext): Promise<ClientSecrets> {
-  return new ClientSecrets(await keyEncryptionKey(cli.config()));
-}
-
 function clientCommands(client: Command, cli: CliContext): void {
   const printClient = (view: object, json: boolean | undefined) => {
     if (json) return cli.json(view);
@@ -51,7 +45,7 @@ function clientCommands(client: Command, cli: CliContext): void {
     .action(async (options: { agency: string; scopes: string; name?: string; jwks?: string; json?: boolean }) => {
       const jwks = options.jwks ? ((await readJsonFile(options.jwks)) as JSONWebKeySet) : undefined;
       await cli.withDatabase(async (database) => {
-        const created = await createClient(database.db, await cliSecrets(cli), {
+        const created = await createClient(database.db, await clientSecretsFor(cli.config()), {
           agency: options.agency,
           scopes: options.scopes.split(/[\s,]+/).filter(Boolean),
           ...(options.name ? { name: options.name } : {}),
@@ -92,7 +86,7 @@ function clientCommands(client: Command, cli: CliContext): void {
     .option('--json', 'print JSON')
     .action(async (id: string, options: { json?: boolean }) => {
       await cli.withDatabase(async (database) => {
-        const rotated = await rotateClientSecret(database.db, await cliSecrets(cli), id);
+        const rotated = await rotateClientSecret(database.db, await clientSecretsFor(cli.config()), id);
         printClient({ client_id: rotated.client.id, client_secret: rotated.secret }, options.json);
       });
     });

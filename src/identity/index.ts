@@ -10,7 +10,7 @@ import { identityRoutes } from './routes.js';
 import { TokenService } from './tokens.js';
 
 export { clientView, createClient, disableClient, listClients, rotateClientSecret, scopeWords } from './clients.js';
-export { auditHashKey, keyEncryptionKey } from './kek.js';
+export { auditHashKey, clientSecretsFor, keyEncryptionKey } from './kek.js';
 export { KeyDecryptionError, KeyStore } from './keys.js';
 export { announce } from './revocation.js';
 export { ClientSecrets } from './secrets.js';

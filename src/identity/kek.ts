@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { Config } from '../config.js';
 import { ConfigError } from '../config.js';
 import { isPostgresUrl } from '../db/index.js';
+import { ClientSecrets } from './secrets.js';
 
 /**
  * A 32-byte secret from the environment. Production (PostgreSQL) must name it; an embedded PGlite
@@ -31,6 +32,14 @@ async function environmentSecret(config: Config, variable: 'KEY_ENCRYPTION_KEY' 
 /** The key that encrypts the signing keys at rest (KEY_ENCRYPTION_KEY). */
 export function keyEncryptionKey(config: Config): Promise<Buffer> {
   return environmentSecret(config, 'KEY_ENCRYPTION_KEY', '.kek');
+}
+
+/**
+ * Client secrets as this installation hashes them (under its KEY_ENCRYPTION_KEY): what the CLI
+ * uses, so that a secret it makes is one the gateway takes.
+ */
+export async function clientSecretsFor(config: Config): Promise<ClientSecrets> {
+  return new ClientSecrets(await keyEncryptionKey(config));
 }
 
 /** The key of the audit trail's keyed hashes of persons (AUDIT_HASH_KEY). */

@@ -31,9 +31,12 @@ const HMAC_KEY_VERSION = '1';
  */
 export class ClientSecrets {
   readonly #key: Buffer;
+  /** A stored hash no presented secret matches: checked when the client does not exist, so that a wrong id costs what a wrong secret does. */
+  readonly decoy: string;
 
   constructor(keyEncryptionKey: Buffer) {
     this.#key = Buffer.from(hkdfSync('sha256', keyEncryptionKey, Buffer.alloc(0), `govdata-gateway client secrets v${HMAC_KEY_VERSION}`, 32));
+    this.decoy = this.hash(`decoy-${randomBytes(32).toString('base64url')}`);
   }
 
   hash(secret: string): string {

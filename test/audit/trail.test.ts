@@ -5,11 +5,10 @@ import type { App } from '../../src/app.js';
 import { openGateway } from '../../src/startup.js';
 import { GENESIS_HASH, recordHash } from '../../src/audit/chain.js';
 import { fromRow } from '../../src/audit/writer.js';
-import { loadConfig } from '../../src/config.js';
 import type { Driver } from '../../src/db/index.js';
 import { auditCheckpoints, auditEvents } from '../../src/db/schema.js';
 import { createClient } from '../../src/identity/clients.js';
-import { buildTestApp, forEachDriver, freshDatabase, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY } from '../helpers/app.js';
+import { buildTestApp, forEachDriver, freshDatabase, testConfig } from '../helpers/app.js';
 import { assertProblem } from '../helpers/problem.js';
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
@@ -323,15 +322,7 @@ forEachDriver(t, 'no answer without its record: 503 when the trail cannot be wri
 
 forEachDriver(t, 'nothing is lost on graceful shutdown', async (t, driver) => {
   const database = await freshDatabase(t, driver);
-  const config = loadConfig({
-    LOG_LEVEL: 'silent',
-    MAX_EVENT_LOOP_DELAY_MS: '0',
-    DEMO_DATA: 'off',
-    OPEN_PREBUILD: 'false',
-    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
-    AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
-  });
-  const app = await openGateway(config, { database, logger: pino({ level: 'silent' }) });
+  const app = await openGateway(testConfig(), { database, logger: pino({ level: 'silent' }) });
   let closed = false;
   t.teardown(async () => {
     if (!closed) await app.close();

@@ -8,7 +8,7 @@ import pino from 'pino';
 import postgres from 'postgres';
 import type { App } from '../../src/app.js';
 import { openGateway } from '../../src/startup.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig, type Config } from '../../src/config.js';
 import { gatewayLogger } from '../../src/logger.js';
 import { openDatabase, type Database, type Driver } from '../../src/db/index.js';
 
@@ -107,24 +107,30 @@ export interface TestAppOptions {
   extend?: (app: App) => void | Promise<void>;
 }
 
+/**
+ * What a test's gateway runs with, before the test's own variables: quiet, the test keys, no demo
+ * data (exchange tests load it themselves, on both drivers) and no prebuilt download files (built
+ * where a test asks for them, into a directory of its own).
+ */
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({
+    LOG_LEVEL: 'silent',
+    MAX_EVENT_LOOP_DELAY_MS: '0',
+    DEMO_DATA: 'off',
+    OPEN_PREBUILD: 'false',
+    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
+    AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
+    ...env,
+  });
+}
+
 /** Build the gateway as production does, on the file's shared database, closed when the test ends. */
 export async function buildTestApp(t: Test, driver: Driver, options: TestAppOptions = {}): Promise<App> {
   // Load shedding is tested on its own (pressure.test.ts); elsewhere a busy shared machine must
   // not turn answers into 503s.
   const downloads = mkdtempSync(join(tmpdir(), 'gateway-downloads-'));
   t.teardown(() => rmSync(downloads, { recursive: true, force: true }));
-  const config = loadConfig({
-    LOG_LEVEL: 'silent',
-    MAX_EVENT_LOOP_DELAY_MS: '0',
-    // Exchange tests load demo data themselves, on both drivers.
-    DEMO_DATA: 'off',
-    // Download files are prebuilt where a test asks for it, into a directory of its own.
-    OPEN_PREBUILD: 'false',
-    OPEN_DATA_DIR: downloads,
-    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
-    AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
-    ...options.env,
-  });
+  const config = testConfig({ OPEN_DATA_DIR: downloads, ...options.env });
   const database = options.database ?? (await sharedDatabase(driver));
   const logger = options.logs?.logger ?? pino({ level: 'silent' });
   const app = await openGateway(config, { database, logger, ...(options.clock ? { clock: options.clock } : {}), ...(options.extend ? { extend: options.extend } : {}) });
