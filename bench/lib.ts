@@ -120,11 +120,8 @@ export interface LoadResult {
 /** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ: 100 on Linux). */
 const USER_HZ = 100;
 
-/**
- * CPU milliseconds (user + system) used so far by process `root` and every process below it (the
- * workers of a cluster), from /proc. Ticks are 10 ms: over a run of seconds that is well under 1%.
- */
-export async function treeCpuMs(root: number): Promise<number> {
+/** Process `root` and every process below it (the workers of a cluster), from /proc: ticks of CPU each. */
+async function processTree(root: number): Promise<Map<number, number>> {
   const { readdir, readFile } = await import('node:fs/promises');
   const stats = new Map<number, { ppid: number; ticks: number }>();
   for (const name of await readdir('/proc')) {
@@ -135,10 +132,27 @@ export async function treeCpuMs(root: number): Promise<number> {
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
     stats.set(Number(name), { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) });
   }
-  let ticks = 0;
   const below = (pid: number): boolean => pid === root || (stats.has(pid) && pid > 1 && below((stats.get(pid) as { ppid: number }).ppid));
-  for (const [pid, stat] of stats) if (below(pid)) ticks += stat.ticks;
+  const tree = new Map<number, number>();
+  for (const [pid, stat] of stats) if (below(pid)) tree.set(pid, stat.ticks);
+  return tree;
+}
+
+/**
+ * CPU milliseconds (user + system) used so far by process `root` and every process below it (the
+ * workers of a cluster), from /proc. Ticks are 10 ms: over a run of seconds that is well under 1%.
+ */
+export async function treeCpuMs(root: number): Promise<number> {
+  let ticks = 0;
+  for (const processTicks of (await processTree(root)).values()) ticks += processTicks;
   return (ticks * 1000) / USER_HZ;
+}
+
+/** Resident memory of process `root` and every process below it, in bytes. */
+export async function treeRssBytes(root: number): Promise<number> {
+  let bytes = 0;
+  for (const pid of (await processTree(root)).keys()) bytes += await rssOf(pid).catch(() => 0);
+  return bytes;
 }
 
 function withoutDuration(run: autocannon.Options): autocannon.Options {
@@ -192,7 +206,8 @@ export async function startBaseline(mode: 'hello' | 'naive', env: Record<string,
   };
 }
 
-async function rssOf(pid: number): Promise<number> {
+/** A process's resident memory now, in bytes (VmRSS from /proc). */
+export async function rssOf(pid: number): Promise<number> {
   const { readFile } = await import('node:fs/promises');
   const text = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(text)?.[1] ?? 0) * 1024;

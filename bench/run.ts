@@ -9,6 +9,7 @@
  *   npm run bench -- --scenario verify --profile    (the gateway under node --cpu-prof: where its time goes)
  *   npm run bench -- --workers 2                     (gateway and naive baseline alike with 2 processes)
  *   npm run bench -- --socket                        (PostgreSQL over its Unix socket instead of TCP, for both)
+ *   npm run bench -- --scenario soak --duration 600  (mixed load for ten minutes: memory, event loop, handles)
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -25,6 +26,7 @@ import { DIVISIONS } from '../src/demo/open.js';
 import { residentIdCheckChar } from '../src/records/identifiers.js';
 import { projectRoot } from '../src/paths.js';
 import { summarise, summaryText, type ProfileSummary } from './profile.js';
+import { soak, type SoakReport } from './soak.js';
 import { BENCH_SETTINGS, answeredByGateway, cli, load, mib, sampledRss, startBaseline, startGateway, type Gateway, type LoadResult } from './lib.js';
 
 const { values } = parseArgs({
@@ -160,6 +162,7 @@ interface Row {
 }
 
 const rows: Row[] = [];
+let soakReport: SoakReport | undefined;
 const work = await mkdtemp(join(tmpdir(), 'gw-bench-'));
 const { url, driver } = await benchDatabaseUrl();
 const env = {
@@ -437,15 +440,14 @@ try {
         met: growth <= 64 && (extension !== 'csv' || !copy || rowsPerSecond >= 0.7 * copy),
       });
     }
+    const mixedRequests: autocannon.Request[] = [
+      verifyRequest,
+      readRequest,
+      { method: 'GET', path: `/v1/open/datasets/${VILLAGES}/records?limit=50&where[county_code][eq]=330106`, headers: {} },
+      { method: 'GET', path: `/v1/catalog/resources?q=${encodeURIComponent('区划')}`, headers: {} },
+    ];
     if (wanted('mixed')) {
-      const result = await run(gateway, {
-        requests: [
-          verifyRequest,
-          readRequest,
-          { method: 'GET', path: `/v1/open/datasets/${VILLAGES}/records?limit=50&where[county_code][eq]=330106`, headers: {} },
-          { method: 'GET', path: `/v1/catalog/resources?q=${encodeURIComponent('区划')}`, headers: {} },
-        ],
-      });
+      const result = await run(gateway, { requests: mixedRequests });
       for (const action of ['records.verify', 'records.read', 'open.records']) stoppedRuns(action);
       rows.push({ scenario: 'mixed', what: 'mixed: verify, read, open records, anonymous catalog search in turn', result });
     }
@@ -472,6 +474,12 @@ try {
         met: result.rps >= 1500 && result.p99 <= 50 && result.non2xx === 0,
         audit: { action: 'token.issue', answered: result.answered },
       });
+    }
+    // The soak runs only when asked for (`--scenario soak --duration 600`): the mixed load for the
+    // whole duration, the gateway's memory, event loop and handles sampled every second.
+    if (only?.has('soak')) {
+      soakReport = await soak(gateway.url, gateway.process.pid as number, { seconds: duration, connections, requests: mixedRequests });
+      for (const action of ['records.verify', 'records.read', 'open.records']) stoppedRuns(action, 1);
     }
     // What the gateway itself answered, per audited route (its /metrics), for the audit check.
     for (const [route, action] of Object.entries(auditedRoutes)) answeredByRoute.set(action, await answeredByGateway(gateway.url, route));
@@ -539,13 +547,21 @@ try {
       .map(([action, c]) => `${action} ${c.recorded}/${c.answered}${c.recorded !== c.answered ? ` (+${c.recorded - c.answered} cut off in flight, ≤ ${c.in_flight_bound})` : ''}`)
       .join(', ')}: ${auditOk ? 'every answer recorded' : 'DIFFERENCE'}.`,
   ];
+  if (soakReport) {
+    lines.push(
+      '',
+      `Soak: ${fmt(soakReport.requests)} requests in ${duration} s (${fmt(soakReport.rps, 1)} req/s, ${fmt(soakReport.non2xx)} non-2xx), ${soakReport.samples.length} samples.`,
+      `${soakReport.verdict}.`,
+    );
+  }
   if (profile) {
     lines.push('', `Gateway CPU profile (every scenario of this run; open ${profile.file} in DevTools or speedscope for the flame graph):`, '```', summaryText(profile.summary), '```');
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   if (values.json) {
-    await writeFile(values.json, `${JSON.stringify({ date: started.toISOString(), hardware, driver, workers, connections, duration, quick: values.quick, baselines, scenarios: rows, audit: { by_action: auditReport, ok: auditOk }, ...(profile ? { profile } : {}) }, null, 2)}\n`);
+    await writeFile(values.json, `${JSON.stringify({ date: started.toISOString(), hardware, driver, workers, connections, duration, quick: values.quick, baselines, scenarios: rows, audit: { by_action: auditReport, ok: auditOk }, ...(soakReport ? { soak: soakReport } : {}), ...(profile ? { profile } : {}) }, null, 2)}\n`);
   }
+  if (soakReport?.grows) process.exitCode = 1;
 } finally {
   await rm(work, { recursive: true, force: true });
 }

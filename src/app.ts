@@ -20,6 +20,7 @@ import docs from './plugins/docs.js';
 import errors from './plugins/errors.js';
 import health from './plugins/health.js';
 import metrics from './plugins/metrics.js';
+import connections from './plugins/connections.js';
 import security from './plugins/security.js';
 import textHeaders from './plugins/text-headers.js';
 import sharing from './sharing/index.js';
@@ -36,11 +37,18 @@ export interface BuildOptions {
 }
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** true: the answer is a stream that may run for long (downloads), so no handler timeout applies. */
+    streams?: boolean;
+  }
   interface FastifyInstance {
     /** Now, as far as grants, deadlines and decisions are concerned. */
     clock: () => Date;
   }
 }
+
+/** How often Node checks for requests that are late (headers or body slower than REQUEST_TIMEOUT_MS). */
+const CONNECTIONS_CHECKING_INTERVAL_MS = 1000;
 
 /** A request id we accept from a caller: short, printable, no separators that break logs or headers. */
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
@@ -63,8 +71,20 @@ export async function buildApp(config: Config, options: BuildOptions) {
     logController: new RequestLogController({ requestIdLogLabel: 'request_id' }),
     bodyLimit: config.BODY_LIMIT,
     trustProxy: config.TRUST_PROXY,
-    connectionTimeout: config.REQUEST_TIMEOUT_MS,
+    // A socket silent for longer than a request may take is dropped: a little longer than the
+    // handler's own limit (below), so that a request waiting on the database gets its 503 first.
+    connectionTimeout: config.REQUEST_TIMEOUT_MS + 2000,
     requestTimeout: config.REQUEST_TIMEOUT_MS,
+    // A request trickled in byte by byte is cut at REQUEST_TIMEOUT_MS: Node looks for late requests
+    // every connectionsCheckingInterval (30 s by default, so up to 30 s late), and its connection
+    // list swaps headersTimeout and requestTimeout when the first is the longer. Fastify sets
+    // requestTimeout only after the server is made, leaving headersTimeout at Node's 60 s: a slow
+    // body had 60 s. Both are given to the server here.
+    http: {
+      requestTimeout: config.REQUEST_TIMEOUT_MS,
+      headersTimeout: config.REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+    },
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
     return503OnClosing: true,
     // Requests the HTTP parser refuses are answered as problem+json too.
@@ -79,6 +99,13 @@ export async function buildApp(config: Config, options: BuildOptions) {
 
   app.decorate('clock', options.clock ?? (() => new Date()));
 
+  // No request waits past REQUEST_TIMEOUT_MS for its answer (a database that hangs, a queue):
+  // it gets 503 `timeout` instead. Routes that stream (downloads, the audit CSV) are exempt, since
+  // Fastify would cut a stream still running at the limit.
+  app.addHook('onRoute', (route) => {
+    if (!route.config?.streams) route.handlerTimeout ??= config.REQUEST_TIMEOUT_MS;
+  });
+
   // First hook of all, so that every answer (404s, shed load, errors) carries the id.
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -89,8 +116,11 @@ export async function buildApp(config: Config, options: BuildOptions) {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply) => {
-    if (closing) reply.header('connection', 'close');
+  // An answer sent before its request has arrived in full (a body still trickling in when the
+  // handler's time is up, a refusal before the body is read) ends the connection too: Node would
+  // go on reading the rest of the body, and answer the same request again with a 408 when it is late.
+  app.addHook('onSend', async (request, reply) => {
+    if (closing || request.raw.complete === false) reply.header('connection', 'close');
   });
 
   // Request bodies are JSON (and forms where an RFC says so): plain text is refused with 415.
@@ -103,6 +133,7 @@ export async function buildApp(config: Config, options: BuildOptions) {
   // Right after the database: closing waits for background work before the database closes.
   await app.register(background);
   await app.register(redis, { url: config.REDIS_URL });
+  await app.register(connections, { max: config.MAX_CONNECTIONS });
   await app.register(security, { config });
   // Hash-based ETags and 304 on If-None-Match for cacheable GET answers. Registered before the
   // audit trail, so that its record shows the 304 that is actually sent.

@@ -46,12 +46,17 @@ export const ConfigSchema = Type.Object(
     REQUEST_TIMEOUT_MS: Type.Integer({
       default: 30_000,
       minimum: 1000,
-      description: 'Longest time a request may take to arrive in full.',
+      description: 'Longest time a request may take to arrive in full (408 after it). A connection silent for longer, such as a download the client stopped reading, is dropped.',
     }),
     KEEP_ALIVE_TIMEOUT_MS: Type.Integer({
       default: 72_000,
       minimum: 1000,
       description: 'Idle keep-alive timeout (longer than typical load balancers).',
+    }),
+    MAX_CONNECTIONS: Type.Integer({
+      default: 10_000,
+      minimum: 0,
+      description: 'Open connections per process (each worker) above which a new connection is answered 503 overloaded, with Retry-After, and closed before its request is read; 0 turns it off.',
     }),
     WORKERS: Type.Integer({
       default: 0,

@@ -30,6 +30,7 @@ export const fastifyErrorCodes: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
   FST_ERR_BAD_URL: 'invalid_url',
   FST_ERR_ASYNC_CONSTRAINT: 'invalid_request',
+  FST_ERR_HANDLER_TIMEOUT: 'timeout',
 };
 
 export const problemTitles: Record<number, string> = {

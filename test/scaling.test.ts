@@ -1,13 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { sql } from 'drizzle-orm';
-import { runCli } from '../src/cli.js';
 import { openDatabase, rowsOf } from '../src/db/index.js';
-import type { DemoCredentials } from '../src/demo/clients.js';
-import { freshDatabaseUrl, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY, testDrivers } from './helpers/app.js';
-import { freePort, startGateway, type GatewayProcess } from './helpers/server.js';
+import { testDrivers } from './helpers/app.js';
+import { basic, cli, demoDatabase, stop, tokenAt, verifyAt, within } from './helpers/demo-gateways.js';
+import { freePort, startGateway } from './helpers/server.js';
 
 // Gateways in processes of their own on one PostgreSQL and one Redis: two instances, then
 // workers. PGlite allows one process, which the last test shows.
@@ -15,72 +12,6 @@ t.setTimeout(300_000);
 
 const onPostgres = testDrivers().includes('postgres');
 const needsPostgres = onPostgres ? false : 'needs DATABASE_URL=postgres://… (PostgreSQL tests are off)';
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const VERIFY = { subject: { name: '孙思远', id_number: '331022201110043439', school: '三门县第2初级中学' } };
-
-async function cli(argv: string[], env: Record<string, string>) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, { env, stdout: (s) => void out.push(s), stderr: (s) => void err.push(s) });
-  return { code, out: out.join(''), err: err.join('') };
-}
-
-function basic(client: { client_id: string; client_secret: string }) {
-  return `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`;
-}
-
-async function tokenAt(gateway: GatewayProcess, client: { client_id: string; client_secret: string }) {
-  return fetch(`${gateway.url}/oauth/token`, {
-    method: 'POST',
-    headers: { authorization: basic(client), 'content-type': 'application/x-www-form-urlencoded' },
-    body: 'grant_type=client_credentials',
-  });
-}
-
-async function verifyAt(gateway: GatewayProcess, token: string) {
-  return fetch(`${gateway.url}/v1/resources/330000-EDU-00001/verify`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-purpose': encodeURIComponent('就业补贴资格审核') },
-    body: JSON.stringify(VERIFY),
-  });
-}
-
-/** Poll until `check` holds; the milliseconds it took, or undefined past `ms`. */
-async function within(ms: number, check: () => Promise<boolean>): Promise<number | undefined> {
-  const started = Date.now();
-  while (Date.now() - started <= ms) {
-    if (await check()) return Date.now() - started;
-    await sleep(25);
-  }
-  return undefined;
-}
-
-/** A fresh database on the test server with the demo's records and clients, and the settings every gateway on it shares. */
-async function demoDatabase(t: Test, extra: Record<string, string> = {}) {
-  const url = await freshDatabaseUrl('postgres');
-  const file = join(t.testdir(), 'demo-credentials.json');
-  const env = {
-    DATABASE_URL: url,
-    REDIS_URL,
-    TOKEN_ISSUER: 'https://gateway.test.invalid',
-    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
-    AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY,
-    SUPERVISOR_AGENCIES: 'zj-dsj',
-    DEMO_DATA: 'off',
-    OPEN_PREBUILD: 'false',
-    OPEN_DATA_DIR: join(t.testdir(), 'downloads'),
-    MAX_EVENT_LOOP_DELAY_MS: '0',
-    ...extra,
-  };
-  const seeded = await cli(['demo', 'seed', '--clients', '--credentials', file], { ...env, LOG_LEVEL: 'silent' });
-  t.equal(seeded.code, 0, seeded.err);
-  return { url, env, credentials: JSON.parse(readFileSync(file, 'utf8')) as DemoCredentials };
-}
-
-async function stop(t: Test, gateway: GatewayProcess, what: string) {
-  gateway.child.kill('SIGTERM');
-  t.equal(await gateway.exited, 0, `${what} exits 0 on SIGTERM`);
-}
 
 t.test('two instances on one PostgreSQL and Redis act as one gateway', { skip: needsPostgres }, async (t) => {
   const { url, env, credentials } = await demoDatabase(t, { TOKEN_RATE_LIMIT_PER_MINUTE: '6' });

@@ -141,6 +141,8 @@ function eventsRoute(app: TypedApp, supervisors: ReadonlySet<string>) {
   app.get(
     '/v1/audit/events',
     {
+      // Text/csv streams the whole trail, for as long as that takes.
+      config: { streams: true },
       onRequest: app.requireScope('audit:read'),
       schema: {
         tags: ['audit'],

@@ -2,7 +2,7 @@ import { createHmac, randomUUID, type KeyObject } from 'node:crypto';
 import { CompactSign } from 'jose';
 import type { FastifyBaseLogger } from 'fastify';
 import { sql, type SQL } from 'drizzle-orm';
-import type { Db } from '../db/index.js';
+import { isDatabaseUnavailable, type Db } from '../db/index.js';
 import { auditChains, auditCheckpoints, auditEvents } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
 import type { KeyStore } from '../identity/index.js';
@@ -53,6 +53,9 @@ export class AuditWriter {
   private timer: NodeJS.Timeout | undefined;
   /** Records committed since start (for metrics and the bench). */
   written = 0;
+  /** Records refused while the database is away, since that was last logged. */
+  private refusedUnlogged = 0;
+  private refusalLoggedAt = 0;
 
   constructor(
     private readonly db: Db,
@@ -134,7 +137,7 @@ export class AuditWriter {
       try {
         await this.db.execute(insertBatch(records));
       } catch (error) {
-        this.log.error({ err: error, records: batch.length }, 'audit records could not be written');
+        this.logFailure(error, batch.length);
         for (const pending of batch) pending.reject(new AuditUnavailable());
         continue;
       }
@@ -148,6 +151,22 @@ export class AuditWriter {
         await this.checkpoint().catch((err) => this.log.error({ err }, 'audit checkpoint failed'));
       }
     }
+  }
+
+  /**
+   * A failed insert is an error to log, except while the database is away: then every batch
+   * fails, so the count is logged once every ten seconds instead of a line per batch.
+   */
+  private logFailure(error: unknown, records: number) {
+    if (!isDatabaseUnavailable(error)) {
+      this.log.error({ err: error, records }, 'audit records could not be written');
+      return;
+    }
+    this.refusedUnlogged += records;
+    if (Date.now() - this.refusalLoggedAt < 10_000) return;
+    this.log.warn({ records: this.refusedUnlogged }, 'audit records refused: the database is unavailable (their requests were answered 503)');
+    this.refusedUnlogged = 0;
+    this.refusalLoggedAt = Date.now();
   }
 
   /** Sign the chain head, when it moved since the last checkpoint. */

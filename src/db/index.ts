@@ -6,11 +6,13 @@ import { pipeline } from 'node:stream/promises';
 import { sql, type SQL } from 'drizzle-orm';
 import { PgDialect, type PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { migrationsFolder } from '../paths.js';
+import { DatabaseBreaker } from './breaker.js';
 import { DatabaseInUseError, lockDirectory, type DirectoryLock } from './lock.js';
 import { postgresTarget } from './postgres-url.js';
 import * as schema from './schema.js';
 
 export { schema, DatabaseInUseError };
+export { DatabaseUnavailable, isDatabaseUnavailable } from './breaker.js';
 
 const dialect = new PgDialect();
 
@@ -46,8 +48,12 @@ export interface Database {
   ping(): Promise<void>;
   migrate(): Promise<MigrationStatus>;
   migrationStatus(): Promise<MigrationStatus>;
-  /** LISTEN on a channel; resolves to a function that stops listening. */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * LISTEN on a channel; resolves to a function that stops listening. A listener whose connection
+   * was lost listens again when the database is back, and then calls `onRelisten`: whatever was
+   * announced meanwhile was missed.
+   */
+  listen(channel: string, onPayload: (payload: string) => void, onRelisten?: () => void): Promise<() => Promise<void>>;
   notify(channel: string, payload: string): Promise<void>;
   poolStats(): Promise<PoolStats>;
   /**
@@ -110,13 +116,23 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   const onnotice = (notice: unknown) => options.logger?.debug({ notice }, 'postgres notice');
   const target = postgresTarget(url);
   const connect = (options: Parameters<typeof postgres>[1]) =>
-    postgres(target.url, { ...options, ...(target.host ? { host: target.host } : {}), ...(target.port ? { port: target.port } : {}) });
+    postgres(target.url, {
+      // A server that is away is tried again within a second (postgres.js backs off to 20 s,
+      // which would leave the LISTEN connection, and with it revocations, behind for as long),
+      // and a connection that cannot be made gives up in seconds, not 30.
+      backoff: reconnectBackoff,
+      connect_timeout: options?.connect_timeout ?? 10,
+      ...options,
+      ...(target.host ? { host: target.host } : {}),
+      ...(target.port ? { port: target.port } : {}),
+    });
   const client = connect({
     max,
     onnotice,
     connection: { application_name: applicationName },
   });
-  const db = drizzle(preparing(client), { schema }) as unknown as Db;
+  const breaker = new DatabaseBreaker(options.logger ? { logger: options.logger } : {});
+  const db = drizzle(guarded(client, breaker), { schema }) as unknown as Db;
   const location = redactUrl(url);
   const copyLimit = options.copyLimit ?? 2;
   const copySlots = { running: 0 };
@@ -126,7 +142,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     db,
     location,
     async ping() {
-      await client`select 1`;
+      await breaker.run(() => client`select 1`);
     },
     async migrate() {
       // postgres.js migrations want a connection of their own (max: 1): the advisory lock and the
@@ -140,12 +156,18 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       return migrationStatus(db);
     },
     migrationStatus: () => migrationStatus(db),
-    async listen(channel, onPayload) {
-      const subscription = await client.listen(channel, onPayload);
+    async listen(channel, onPayload, onRelisten) {
+      // postgres.js listens again by itself once a lost connection is back; what was announced
+      // meanwhile is lost, so the caller is told to catch up.
+      let listened = false;
+      const subscription = await client.listen(channel, onPayload, () => {
+        if (listened) onRelisten?.();
+        listened = true;
+      });
       return () => subscription.unlisten();
     },
     async notify(channel, payload) {
-      await client.notify(channel, payload);
+      await breaker.run(() => client.notify(channel, payload));
     },
     async copyInto(table, columns, csvChunks) {
       const writable = await client.unsafe(`copy ${table} (${columns.join(', ')}) from stdin (format csv)`).writable();
@@ -167,25 +189,41 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     },
     async closing() {},
     async close() {
+      breaker.shutdown();
       await client.end({ timeout: 5 });
     },
   };
 }
 
+/** Seconds before the n-th attempt to reconnect: 0.1, 0.2, 0.4, then 0.5 at most, with jitter. */
+function reconnectBackoff(retries: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 0.5);
+}
+
 /**
- * The client drizzle queries through, with every query that has parameters prepared: drizzle hands
+ * The client drizzle queries through: every query (and transaction) passes the database's
+ * circuit breaker, and every query that has parameters is prepared: drizzle hands
  * postgres.js `prepare: false` unless a query is built with `.prepare(name)`, so each call would
  * be parsed and planned again by the server (Parse, Describe, Bind, Execute). Prepared, a
  * connection parses a statement once and then only binds it. postgres.js keeps the statements per
  * connection, by text; connections are recycled (max_lifetime), which bounds what they keep.
  * Statements without parameters (DDL, COPY) keep the simple protocol.
  */
-function preparing(client: import('postgres').Sql): import('postgres').Sql {
+function guarded(client: import('postgres').Sql, breaker: DatabaseBreaker): import('postgres').Sql {
   return new Proxy(client, {
     get(target, property, receiver) {
+      if (property === 'begin') {
+        return (...args: Parameters<typeof target.begin>) => breaker.run(() => target.begin(...args));
+      }
       if (property !== 'unsafe') return Reflect.get(target, property, receiver);
-      return (query: string, args: unknown[] = [], options: Record<string, unknown> = {}) =>
-        target.unsafe(query, args as never[], args.length > 0 ? { ...options, prepare: true } : options);
+      return (query: string, args: unknown[] = [], options: Record<string, unknown> = {}) => {
+        const run = () => target.unsafe(query, args as never[], args.length > 0 ? { ...options, prepare: true } : options);
+        // postgres.js queries run when awaited; drizzle awaits the query or its .values().
+        return {
+          values: () => breaker.run(() => run().values()),
+          then: (onValue: (rows: unknown) => unknown, onError: (error: unknown) => unknown) => breaker.run(run).then(onValue, onError),
+        };
+      };
     },
   });
 }
@@ -373,7 +411,7 @@ export async function followChannel(
   reload: () => Promise<void>,
   reloadMs: number,
 ): Promise<() => Promise<void>> {
-  const unlisten = await database.listen(channel, onPayload);
+  const unlisten = await database.listen(channel, onPayload, () => void reload().catch(() => {}));
   await reload();
   const timer = setInterval(() => void reload().catch(() => {}), reloadMs);
   timer.unref();

@@ -41,31 +41,54 @@ function pick(row: StoredRecord, fields: string[]): Record<string, unknown> {
   return picked;
 }
 
+const FORMULA_START = /^[-=+@\t\r]/;
+const DECIMAL = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
+
+/**
+ * A text as the CSV for spreadsheets (`bom`) writes it: with a leading `'` when a spreadsheet
+ * would take it for a formula (OWASP, CSV Injection), i.e. when its first character is `=`, `+`,
+ * `-`, `@`, a tab or a CR. A text that is a whole decimal number (`-12.5`, `+86`, `-1e5`) stays as
+ * it is: a spreadsheet reads it as that number, which runs nothing. Only the values of `string`
+ * items are texts; numbers, integers, booleans, dates and times are never changed.
+ * spreadsheetTextSql is the same rule for the CSV the database writes.
+ */
+function spreadsheetText(value: string): string {
+  return FORMULA_START.test(value) && !DECIMAL.test(value) ? `'${value}` : value;
+}
+
+/** spreadsheetText in SQL (PostgreSQL's regular expressions read `\t`, `\r` and `\.` as JavaScript's do). */
+function spreadsheetTextSql(column: string): string {
+  const formulaStart = String.raw`'^[-=+@\t\r]'`;
+  const decimal = String.raw`'^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$'`;
+  return `case when ${column} ~ ${formulaStart} and ${column} !~ ${decimal} then '''' || ${column} else ${column} end`;
+}
+
 /**
  * A CSV line per record, written by the database: RFC 4180 quoting (a value with a quote, a
  * comma or a line end is quoted, its quotes doubled), NULL as an empty field, and every value in
- * the text the JSON formats give (dates YYYY-MM-DD, times RFC 3339 UTC, booleans true/false). The
- * bytes are those csv-stringify writes from the rows, at several times the speed: no row objects
- * are built. Not for `number` items: PostgreSQL and JavaScript write some floats differently
- * (1e+15 against 1000000000000000), so those datasets are written row by row.
+ * the text the JSON formats give (dates YYYY-MM-DD, times RFC 3339 UTC, booleans true/false), texts
+ * as spreadsheetText writes them for spreadsheets (`bom`). The bytes are those csv-stringify
+ * writes from the rows, at several times the speed: no row objects are built. Not for `number`
+ * items: PostgreSQL and JavaScript write some floats differently (1e+15 against
+ * 1000000000000000), so those datasets are written row by row.
  */
-export function csvLineSql(resource: Resource, fields: string[]): SQL | undefined {
-  const texts = csvTexts(resource, fields, (column) => `case when ${column} ~ '[",\r\n]' then '"' || replace(${column}, '"', '""') || '"' else ${column} end`);
+export function csvLineSql(resource: Resource, fields: string[], bom = false): SQL | undefined {
+  const texts = csvTexts(resource, fields, bom, (value) => `case when ${value} ~ '[",\r\n]' then '"' || replace(${value}, '"', '""') || '"' else ${value} end`);
   return texts?.length ? sql.raw(texts.map(({ text }) => `coalesce(${text}, '')`).join(` || ',' || `)) : undefined;
 }
 
 /**
  * Each field's value as the CSV text the JSON formats give, in SQL (strings as `string` makes
- * them), or undefined when an item needs the rows (number).
+ * them, after spreadsheetTextSql for spreadsheets), or undefined when an item needs the rows (number).
  */
-function csvTexts(resource: Resource, fields: string[], string: (column: string) => string): Array<{ column: string; text: string }> | undefined {
+function csvTexts(resource: Resource, fields: string[], bom: boolean, string: (value: string) => string): Array<{ column: string; text: string }> | undefined {
   const texts: Array<{ column: string; text: string }> = [];
   for (const field of fields) {
     const dataItem = resource.items.find((candidate) => candidate.name === field);
     if (!dataItem || dataItem.type === 'number') return undefined;
     const column = quoted(field);
     const text = {
-      string: string(column),
+      string: string(bom ? spreadsheetTextSql(column) : column),
       integer: `${column}::text`,
       boolean: `case ${column} when true then 'true' when false then 'false' end`,
       date: `${column}::text`,
@@ -93,11 +116,13 @@ async function* csvChunks(batches: AsyncIterable<StoredRecord[]>, fields: string
   // RFC 4180: CRLF line ends, fields quoted when they hold a quote, a comma or a line end.
   // quote_record_delimiter: csv-stringify quotes a lone CR or LF only when asked once the record
   // delimiter is CRLF, and an unquoted line end splits the record for every reader.
+  // For spreadsheets, texts as spreadsheetText writes them: the JavaScript strings of a row are
+  // the values of string items, and dates and times (YYYY-MM-DD…), which it never changes.
   const options = {
     columns: fields,
     record_delimiter: 'windows' as const,
     quote_record_delimiter: true,
-    cast: { boolean: (value: boolean) => String(value) },
+    cast: { boolean: (value: boolean) => String(value), ...(bom ? { string: spreadsheetText } : {}) },
   };
   yield csvHeader(fields, bom);
   for await (const batch of batches) yield stringify(batch, { ...options, header: false });
@@ -176,6 +201,19 @@ async function drained(stream: Writable, output: PassThrough): Promise<void> {
 }
 
 /**
+ * A value as an XLSX cell of its type, never a formula: numbers and booleans as themselves, every
+ * text as an inline string (`t="inlineStr"`; exceljs writes a plain string as `t="str"`, which
+ * ECMA-376 §18.18.11 defines as a formula's result). An object would be read by exceljs as a
+ * formula (`{formula}`), a hyperlink (`{hyperlink, text}`) or rich text: it goes as its JSON text,
+ * as in the JSON formats.
+ */
+function xlsxCell(value: unknown): ExcelJS.CellValue {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'number' || typeof value === 'boolean') return value;
+  return { richText: [{ text: typeof value === 'string' ? value : JSON.stringify(value) }] };
+}
+
+/**
  * XLSX written as a stream (exceljs' streaming workbook writer: no shared strings, no styles):
  * each batch is committed to the zip before the next is read, and the next is read only when the
  * output has been taken, so memory stays one batch whatever the size.
@@ -192,7 +230,7 @@ function xlsxStream(resource: Resource, batches: AsyncIterable<StoredRecord[]>, 
     sheets += 1;
     sheet = workbook.addWorksheet(sheets === 1 ? resource.code : `${resource.code} (${sheets})`);
     // The first row names the items, as CSV's header does (their Chinese titles are in the Data Package).
-    sheet.addRow(fields).commit();
+    sheet.addRow(fields.map(xlsxCell)).commit();
     sheetRows = 0;
   };
   (async () => {
@@ -200,7 +238,7 @@ function xlsxStream(resource: Resource, batches: AsyncIterable<StoredRecord[]>, 
     for await (const batch of batches) {
       for (const row of batch) {
         if (sheetRows >= XLSX_ROWS_PER_SHEET) newSheet();
-        (sheet as ExcelJS.Worksheet).addRow(fields.map((field) => row[field] ?? null)).commit();
+        (sheet as ExcelJS.Worksheet).addRow(fields.map((field) => xlsxCell(row[field]))).commit();
         sheetRows += 1;
       }
       // Backpressure, twice: exceljs writes a sheet into the zip's deflate stream without heeding
@@ -245,8 +283,8 @@ export function encodeRecords(
  * csvLineSql writes them (empty text as NULL: COPY would quote it); undefined when an item needs
  * the rows (number). COPY takes no parameters: this is built from quoted identifiers alone.
  */
-export function csvCopyStatement(resource: Resource, fields: string[]): string | undefined {
-  const texts = csvTexts(resource, fields, (column) => `nullif(${column}, '')`);
+export function csvCopyStatement(resource: Resource, fields: string[], bom = false): string | undefined {
+  const texts = csvTexts(resource, fields, bom, (value) => `nullif(${value}, '')`);
   if (!texts?.length) return undefined;
   const key = resource.record_key.map(quoted).join(', ');
   const columns = texts.map(({ column, text }) => `${text} as ${column}`).join(', ');
@@ -287,6 +325,7 @@ async function* crlfLines(chunks: AsyncIterable<Buffer>, bom: boolean, signal?: 
 }
 
 export interface RecordStreamOptions {
+  /** CSV for spreadsheets: a UTF-8 byte order mark first, and texts as spreadsheetText writes them. */
   bom?: boolean;
   /** Stops the read between batches (prebuilding stops with the gateway). */
   signal?: AbortSignal;
@@ -314,13 +353,14 @@ export function recordStream(
     }
   }
   // A whole dataset as CSV: PostgreSQL's COPY, on a connection of its own, when one is free.
-  const copy = format === 'csv' && where.length === 0 ? csvCopyStatement(resource, fields) : undefined;
+  const bom = options.bom ?? false;
+  const copy = format === 'csv' && where.length === 0 ? csvCopyStatement(resource, fields, bom) : undefined;
   const copied = copy ? database.copyOut?.(copy) : undefined;
-  if (copied) return Readable.from(crlfLines(copied, options.bom ?? false, signal), { objectMode: false });
-  const line = format === 'csv' ? csvLineSql(resource, fields) : undefined;
+  if (copied) return Readable.from(crlfLines(copied, bom, signal), { objectMode: false });
+  const line = format === 'csv' ? csvLineSql(resource, fields, bom) : undefined;
   if (line) {
     const batches = checked(rowBatches(database, resource, fields, where, fetchRows, line));
-    return Readable.from(csvLineChunks(batches, fields, options.bom ?? false), { objectMode: false });
+    return Readable.from(csvLineChunks(batches, fields, bom), { objectMode: false });
   }
   const batches = checked(rowBatches(database, resource, neededFields(resource, format, fields), where, fetchRows));
   return encodeRecords(resource, format, batches, fields, options);

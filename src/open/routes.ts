@@ -478,19 +478,23 @@ function downloadRoute(app: TypedApp, options: OpenRouteOptions) {
   app.get(
     '/v1/open/datasets/:code/download.:format',
     {
-      config: { audit: 'open.download' },
+      config: { audit: 'open.download', streams: true },
       schema: {
         tags: ['open'],
         summary: 'Download an open dataset, whole or filtered: CSV, JSON, NDJSON, GeoJSON or XLSX, streamed',
         description:
           'Streamed from the database in constant memory. gzip and br on Accept-Encoding; ETag and Last-Modified from the dataset version (304 on revalidation). ' +
           'The whole dataset (no select or filter) is served from a file prebuilt after each import, with Range and If-Range so that a broken download resumes. ' +
-          'GeoJSON is for datasets with WGS 84 coordinates (400 not_located for the rest). `bom=true` starts a CSV with a byte order mark for spreadsheets.',
+          'GeoJSON is for datasets with WGS 84 coordinates (400 not_located for the rest). `bom=true` makes a CSV for spreadsheets: a byte order mark first, and a text that a spreadsheet would take for a formula gets a leading `\'`. ' +
+          'XLSX cells are typed: texts are never formulas.',
         params: Type.Object({ code: CodeParam, format: Type.String({ enum: [...fileFormats] }) }),
         querystring: Type.Object(
           {
             ...SelectionQuery,
-            bom: Type.Boolean({ default: false, description: 'CSV only: start with a UTF-8 byte order mark.' }),
+            bom: Type.Boolean({
+              default: false,
+              description: "CSV only, for spreadsheets: start with a UTF-8 byte order mark, and put a ' before a text that begins with =, +, -, @, a tab or a CR (OWASP), unless it is a plain decimal number.",
+            }),
           },
           { additionalProperties: false, ...whereProperties },
         ),

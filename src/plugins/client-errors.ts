@@ -60,6 +60,28 @@ export function clientProblem(error: ParserError): ClientProblem {
 }
 
 /**
+ * A problem answered straight on a socket, for a connection that has no request Fastify could
+ * answer (refused by the parser, or shed before it is read): problem+json with a request id of its
+ * own and `Connection: close`, as the connection is closed after it.
+ */
+export function writeProblem(socket: Socket, { status, code, detail }: ClientProblem, requestId: string, headers: Record<string, string> = {}): void {
+  const title = problemTitles[status] as string;
+  const body = JSON.stringify({ type: problemType(code), title, status, detail, code, request_id: requestId });
+  let extra = '';
+  for (const [name, value] of Object.entries(headers)) extra += `${name}: ${value}\r\n`;
+  socket.write(
+    `HTTP/1.1 ${status} ${title}\r\n` +
+      `Content-Type: ${PROBLEM_CONTENT_TYPE}; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'X-Content-Type-Options: nosniff\r\n' +
+      `X-Request-Id: ${requestId}\r\n` +
+      extra +
+      'Connection: close\r\n' +
+      `\r\n${body}`,
+  );
+}
+
+/**
  * Fastify's clientErrorHandler: a request Node's HTTP parser refuses (bytes outside ASCII in the
  * URL, a malformed request line, too many header bytes, bad chunked encoding, a request that
  * never arrives in full) is answered as RFC 9457 problem+json with a stable code and a request
@@ -68,24 +90,12 @@ export function clientProblem(error: ParserError): ClientProblem {
 export function clientErrorHandler(this: FastifyInstance, error: ParserError, socket: Socket): void {
   // The peer is gone and the socket with it (https://nodejs.org/api/http.html#event-clienterror).
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const { status, code, detail } = clientProblem(error);
+  const problem = clientProblem(error);
   const requestId = randomUUID();
-  this.log.info({ request_id: requestId, code, status, parser_code: error.code }, 'request refused by the HTTP parser');
+  this.log.info({ request_id: requestId, code: problem.code, status: problem.status, parser_code: error.code }, 'request refused by the HTTP parser');
   // As Node's own answer does: nothing is written over an answer to this socket's earlier request
   // that has begun to go out.
   const answering = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (socket.writable && !answering?.headersSent) {
-    const title = problemTitles[status] as string;
-    const body = JSON.stringify({ type: problemType(code), title, status, detail, code, request_id: requestId });
-    socket.write(
-      `HTTP/1.1 ${status} ${title}\r\n` +
-        `Content-Type: ${PROBLEM_CONTENT_TYPE}; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-        'X-Content-Type-Options: nosniff\r\n' +
-        `X-Request-Id: ${requestId}\r\n` +
-        'Connection: close\r\n' +
-        `\r\n${body}`,
-    );
-  }
+  if (socket.writable && !answering?.headersSent) writeProblem(socket, problem, requestId);
   socket.destroy(error);
 }

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { isDatabaseUnavailable } from '../db/index.js';
 import { fastifyErrorCodes, ownProblemCode, problemTitles, problemType } from '../errors.js';
 
 /** RFC 9457 problem details, as every 4xx and 5xx leaves the gateway. */
@@ -158,8 +159,23 @@ async function errorsPlugin(app: FastifyInstance) {
   );
 
   app.setErrorHandler((error: FastifyError & ProblemExtras, request, reply) => {
+    // The database away (a lost connection, a server restarting, the breaker open) is a 503 to
+    // retry, never a 500. It is logged when the breaker opens and closes, not on every request.
+    if (isDatabaseUnavailable(error)) {
+      request.log.debug({ err: { message: error.message } }, 'database unavailable');
+      reply.header('retry-after', '2');
+      return sendProblem(
+        reply,
+        buildProblem(request, 503, 'database_unavailable', 'The database cannot be reached just now, so this request is not answered; retry shortly.'),
+      );
+    }
+    // The handler's time ran out while the body was still arriving: the caller was too slow.
+    if (error.code === 'FST_ERR_HANDLER_TIMEOUT' && request.raw.complete === false) {
+      return sendProblem(reply, buildProblem(request, 408, 'request_timeout', 'The request did not arrive in full within REQUEST_TIMEOUT_MS.'));
+    }
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     if (error.headers) reply.headers(error.headers);
+    if (status === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', '2');
 
     if (status >= 500) {
       request.log.error({ err: error }, 'request failed');

@@ -12,10 +12,47 @@ declare module 'fastify' {
   }
 }
 
+/** Longest a rate-limit count may take before the limit is skipped for that request (ms). */
+const COMMAND_TIMEOUT_MS = 500;
+
 async function redisPlugin(app: FastifyInstance, { url }: { url: string | undefined }) {
-  const redis = url ? new Redis(url, { connectTimeout: 1000, maxRetriesPerRequest: 1, lazyConnect: false }) : undefined;
-  // The limits are skipped while Redis is away (skipOnError), and that is logged, not thrown.
-  redis?.on('error', (error) => app.log.warn({ err: { message: error.message } }, 'redis (rate-limit counts) unavailable'));
+  const redis = url
+    ? new Redis(url, {
+        connectTimeout: 1000,
+        // While Redis is away a count fails at once (no queue waiting for the reconnect), and one
+        // that hangs gives up after COMMAND_TIMEOUT_MS: the limits are skipped meanwhile
+        // (skipOnError), so no request waits on a dead Redis.
+        enableOfflineQueue: false,
+        commandTimeout: COMMAND_TIMEOUT_MS,
+        maxRetriesPerRequest: 0,
+        // Tried again every second at most, so that the counts are shared again soon after it is back.
+        retryStrategy: (times: number) => Math.min(times * 100, 1000),
+        lazyConnect: false,
+      })
+    : undefined;
+  // One warning when Redis goes away and one line when it is back, not one per reconnect attempt.
+  let awaySince = 0;
+  redis?.on('error', (error) => {
+    if (awaySince !== 0) return;
+    awaySince = Date.now();
+    app.log.warn({ err: { message: error.message } }, 'redis (rate-limit counts) unavailable: limits are skipped until it is back');
+  });
+  redis?.on('ready', () => {
+    if (awaySince === 0) return;
+    app.log.info({ unavailable_ms: Date.now() - awaySince }, 'redis (rate-limit counts) available again');
+    awaySince = 0;
+  });
+  // The first requests count in Redis too: wait for it briefly at start (a Redis that is away
+  // is warned about above, and the limits are skipped until it answers).
+  if (redis && redis.status !== 'ready') {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      redis.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
   app.addHook('onClose', async () => {
     await redis?.quit().catch(() => redis.disconnect());
   });

@@ -43,6 +43,22 @@ function dechunk(body: Buffer): Buffer {
   }
 }
 
+/** One HTTP/1.1 answer as it came off a socket (a chunked body is put together); undefined without a whole head. */
+export function parseRawResponse(raw: Buffer): RawResponse | undefined {
+  const headEnd = raw.indexOf('\r\n\r\n');
+  if (headEnd === -1) return undefined;
+  const [statusLine, ...headerLines] = raw.subarray(0, headEnd).toString('latin1').split('\r\n') as [string, ...string[]];
+  const headers: Record<string, string> = {};
+  for (const line of headerLines) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  let body: Buffer = raw.subarray(headEnd + 4);
+  if (headers['transfer-encoding'] === 'chunked') body = dechunk(body);
+  const text = body.toString('utf8');
+  return { statusLine, statusCode: Number(statusLine.split(' ')[1]), headers, body: text, json: () => JSON.parse(text) };
+}
+
 /**
  * Write these bytes to the port as they are and read the answer until the server closes the
  * connection (send `Connection: close`, or a request the server refuses). Nothing rewrites the
@@ -57,18 +73,9 @@ export function rawRequest(port: number, bytes: Buffer | string): Promise<RawRes
     socket.on('error', reject);
     socket.on('close', () => {
       const raw = Buffer.concat(chunks);
-      const headEnd = raw.indexOf('\r\n\r\n');
-      if (headEnd === -1) return reject(new Error(`no answer: ${JSON.stringify(raw.toString('latin1'))}`));
-      const [statusLine, ...headerLines] = raw.subarray(0, headEnd).toString('latin1').split('\r\n') as [string, ...string[]];
-      const headers: Record<string, string> = {};
-      for (const line of headerLines) {
-        const colon = line.indexOf(':');
-        headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-      }
-      let body: Buffer = raw.subarray(headEnd + 4);
-      if (headers['transfer-encoding'] === 'chunked') body = dechunk(body);
-      const text = body.toString('utf8');
-      resolve({ statusLine, statusCode: Number(statusLine.split(' ')[1]), headers, body: text, json: () => JSON.parse(text) });
+      const response = parseRawResponse(raw);
+      if (!response) return reject(new Error(`no answer: ${JSON.stringify(raw.toString('latin1'))}`));
+      resolve(response);
     });
   });
 }

@@ -1,0 +1,153 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { inArray, sql } from 'drizzle-orm';
+import postgres from 'postgres';
+import { rssOf, treeCpuMs } from '../../bench/lib.js';
+import { openDatabase, rowsOf } from '../../src/db/index.js';
+import { auditEvents } from '../../src/db/schema.js';
+import { testDrivers } from '../helpers/app.js';
+import { accessToken, basic, cli, demoDatabase, driveLoad, stop, verifyAt, within, type Answer } from '../helpers/demo-gateways.js';
+import { freePort, startGateway } from '../helpers/server.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+
+// PostgreSQL goes away under load and comes back: what callers get meanwhile, what the gateway
+// costs while it waits, and how fast it serves again. The outage is a relay in front of the test
+// server taken down (every connection dropped, new ones refused, as while a server restarts), so
+// the server other tests share keeps running.
+t.setTimeout(300_000);
+
+const needsPostgres = testDrivers().includes('postgres') ? false : 'needs DATABASE_URL=postgres://… (PostgreSQL tests are off)';
+const REQUEST_TIMEOUT_MS = 5000;
+const OUTAGE_LOADED_MS = 6000;
+const OUTAGE_IDLE_MS = 6000;
+
+/** Problems a caller may get while the database is away: each says to retry. */
+const OUTAGE_CODES = ['database_unavailable', 'audit_unavailable', 'timeout'];
+
+t.test('PostgreSQL away for 12 s under load, then back', { skip: needsPostgres }, async (t) => {
+  const { url, env, credentials } = await demoDatabase(t);
+  const server = new URL(url);
+  const proxy = await new TcpProxy(Number(server.port || 5432)).up();
+  t.teardown(() => proxy.down());
+  const viaProxy = new URL(url);
+  viaProxy.port = String(proxy.port);
+
+  // t.testdir() makes the folder anew on every call: once, for both.
+  const dir = t.testdir();
+  const a = startGateway(t, dir, { ...env, DATABASE_URL: viaProxy.toString(), REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), WORKERS: '1' }, await freePort());
+  const b = startGateway(t, dir, { ...env, WORKERS: '1' }, await freePort());
+  t.ok(await a.ready(), 'A (through the relay) is ready', { output: a.output() });
+  t.ok(await b.ready(), 'B (straight to the server) is ready', { output: b.output() });
+  const pid = a.child.pid as number;
+
+  const token = await accessToken(a, credentials.consumer);
+  const load = driveLoad(a, () => token, { concurrency: 6, giveUpMs: 60_000 });
+  await sleep(1000);
+
+  // First the gateways' connections terminated on the server, three times over: a blip, which
+  // callers see as 503s to retry at most, never as 500.
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
+  t.teardown(() => admin.end());
+  let terminated = 0;
+  for (let i = 0; i < 3; i++) {
+    const rows = await admin`select pg_terminate_backend(pid) as done from pg_stat_activity
+      where datname = current_database() and application_name like 'govdata-gateway-%' and pid <> pg_backend_pid()`;
+    terminated += rows.length;
+    await sleep(300);
+  }
+  t.ok(terminated > 0, `${terminated} backends of the gateways terminated`);
+  await sleep(1000);
+  const rssBefore = await rssOf(pid);
+  let rssPeak = rssBefore;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      rssPeak = Math.max(rssPeak, await rssOf(pid));
+      await sleep(200);
+    }
+  })();
+
+  // The outage: under load, then idle.
+  const linesBefore = a.logLines().length;
+  const outageStart = Date.now();
+  await proxy.down();
+  await sleep(OUTAGE_LOADED_MS / 2);
+  const readyz = await fetch(`${a.url}/readyz`).catch((error) => {
+    t.comment(`readyz failed: ${String(error.cause)} alive=${a.child.exitCode}`);
+    throw error;
+  });
+  t.equal(readyz.status, 503, '/readyz is 503 while the database is away');
+  t.match(readyz.headers.get('content-type'), /^application\/problem\+json/);
+  t.match(await readyz.json(), { code: 'not_ready', checks: { database: 'unavailable' } });
+  await sleep(OUTAGE_LOADED_MS / 2);
+  const answers = await load.stop();
+  const cpuIdleStart = await treeCpuMs(pid);
+  await sleep(OUTAGE_IDLE_MS);
+  const idleCpuShare = (await treeCpuMs(pid) - cpuIdleStart) / OUTAGE_IDLE_MS;
+  const outageMs = Date.now() - outageStart;
+  const outageLines = a.logLines().slice(linesBefore);
+  sampling = false;
+  await sampler;
+
+  await proxy.up();
+  const readyAfter = await within(5_000, async () => (await fetch(`${a.url}/readyz`)).status === 200, 50);
+  t.ok(readyAfter !== undefined, `ready again ${readyAfter} ms after the database came back (within 5 s), without a restart`);
+
+  // A revocation made through B after the outage reaches A: its LISTEN is back.
+  t.equal((await verifyAt(a, token)).status, 200, 'A answers the token again');
+  const revoke = await fetch(`${b.url}/oauth/revoke`, {
+    method: 'POST',
+    headers: { authorization: basic(credentials.consumer), 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token }).toString(),
+  });
+  t.equal(revoke.status, 200);
+  const refusedAfter = await within(1_000, async () => (await verifyAt(a, token)).status === 401);
+  t.ok(refusedAfter !== undefined, `A refuses the token ${refusedAfter} ms after B revoked it (within 1 s)`);
+
+  await stop(t, a, 'A');
+  await stop(t, b, 'B');
+
+  // What callers got.
+  const during = answers.filter((answer) => answer.startedAt >= outageStart);
+  const served = answers.filter((answer) => answer.status === 200);
+  const summary = (list: Answer[]) => {
+    const counts = new Map<string, number>();
+    for (const answer of list) counts.set(`${answer.status} ${answer.code ?? ''}`.trim(), (counts.get(`${answer.status} ${answer.code ?? ''}`.trim()) ?? 0) + 1);
+    return [...counts].map(([kind, n]) => `${kind}: ${n}`).join(', ');
+  };
+  t.comment(`answers before and during the outage: ${summary(answers)}; during: ${summary(during)}`);
+  t.ok(during.length >= 20, `the load kept asking during the outage (${during.length} answers)`);
+  t.same(answers.filter((answer) => answer.status === 0).map((answer) => answer.failure), [], 'every request was answered');
+  t.same(answers.filter((answer) => answer.status >= 500 && answer.status !== 503).map((answer) => `${answer.status} ${answer.code}`), [], 'no answer was a 5xx other than 503');
+  const unavailable = answers.filter((answer) => answer.status === 503);
+  t.ok(unavailable.length > 0, 'the outage was answered with 503s');
+  t.same(
+    unavailable.filter((answer) => !answer.contentType.startsWith('application/problem+json') || !OUTAGE_CODES.includes(answer.code ?? '') || !answer.retryAfter),
+    [],
+    `every 503 is problem+json with Retry-After and one of ${OUTAGE_CODES.join(', ')}`,
+  );
+  t.same(unavailable.filter((answer) => answer.code === 'audit_unavailable' && answer.auditId !== null), [], 'no audit_unavailable claims an audit record');
+  const slowest = Math.max(...during.map((answer) => answer.ms));
+  t.ok(slowest <= REQUEST_TIMEOUT_MS + 1500, `the slowest answer during the outage took ${slowest} ms (REQUEST_TIMEOUT_MS ${REQUEST_TIMEOUT_MS})`);
+  t.same(served.filter((answer) => !answer.auditId), [], 'every 200 carried X-Audit-Id');
+
+  // What the gateway cost while it waited.
+  const perSecond = (outageLines.filter((line) => line.msg !== 'request completed').length * 1000) / outageMs;
+  t.comment(`during the outage: ${outageLines.length} log lines (${perSecond.toFixed(1)} a second besides request lines), RSS ${(rssBefore / 1048576).toFixed(0)} → peak ${(rssPeak / 1048576).toFixed(0)} MiB, idle CPU ${(idleCpuShare * 100).toFixed(1)}%`);
+  t.ok(perSecond <= 3, `logging stays bounded: ${perSecond.toFixed(1)} lines a second besides one a request`);
+  t.ok(rssPeak - rssBefore <= 64 * 1048576, `RSS stays within 64 MiB (grew ${((rssPeak - rssBefore) / 1048576).toFixed(1)} MiB)`);
+  t.ok(idleCpuShare <= 0.03, `idle CPU while the database is away: ${(idleCpuShare * 100).toFixed(1)}% of a core (≤ 3%)`);
+
+  // Every answer sent with data has its committed record; the chains verify.
+  const database = await openDatabase(url);
+  t.teardown(() => database.close());
+  // Refusals recorded (a 503 during the blip, say) count too: whatever claims a record has it.
+  const ids = answers.filter((answer) => answer.auditId).map((answer) => answer.auditId as string);
+  let found = 0;
+  for (let i = 0; i < ids.length; i += 1000) {
+    found += rowsOf<{ n: number }>(await database.db.execute(sql`select count(*)::int as n from ${auditEvents} where ${inArray(auditEvents.id, ids.slice(i, i + 1000))}`))[0]?.n ?? 0;
+  }
+  t.equal(found, ids.length, `all ${ids.length} answers with X-Audit-Id (${served.length} with data) have their committed record (records lost: ${ids.length - found})`);
+  const report = await cli(['audit', 'verify'], { ...env, LOG_LEVEL: 'silent' });
+  t.equal(report.code, 0, `gateway audit verify passes: ${report.out}${report.err}`);
+});
