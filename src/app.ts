@@ -12,7 +12,7 @@ import exchange from './exchange/index.js';
 import open from './open/index.js';
 import identity from './identity/index.js';
 import auth from './plugins/auth.js';
-import { clientErrorHandler } from './plugins/client-errors.js';
+import { clientErrorHandler, routerErrorHandler } from './plugins/client-errors.js';
 import background from './plugins/background.js';
 import database from './plugins/database.js';
 import redis from './plugins/redis.js';
@@ -23,6 +23,7 @@ import metrics from './plugins/metrics.js';
 import connections from './plugins/connections.js';
 import security from './plugins/security.js';
 import textHeaders from './plugins/text-headers.js';
+import requestText from './plugins/request-text.js';
 import sharing from './sharing/index.js';
 
 export interface BuildOptions {
@@ -87,8 +88,12 @@ export async function buildApp(config: Config, options: BuildOptions) {
     },
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
     return503OnClosing: true,
-    // Requests the HTTP parser refuses are answered as problem+json too.
+    // Requests the HTTP parser refuses are answered as problem+json too, and so are those the
+    // router refuses before any hook runs.
     clientErrorHandler,
+    frameworkErrors: routerErrorHandler,
+    // The longest path parameter a route takes: a record key (200, composite keys joined with ~).
+    maxParamLength: 200,
     // Plugins load keys, grants and the audit chain's head, and apply audit retention: seconds
     // on a busy database, more on a big one.
     pluginTimeout: 300_000,
@@ -129,6 +134,8 @@ export async function buildApp(config: Config, options: BuildOptions) {
   // Header text is decoded before anything reads it (the token check, the audit trail); registered
   // ahead of every encapsulated plugin, so that all their requests carry its decoration.
   await app.register(textHeaders);
+  // Text in the path, query and body: what the database and the trail cannot hold is a 400.
+  await app.register(requestText);
   await app.register(database, { database: options.database, owned: options.ownsDatabase, closeWithinMs: config.SHUTDOWN_GRACE_MS });
   // Right after the database: closing waits for background work before the database closes.
   await app.register(background);

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { defineProblem } from './errors.js';
+import { unstorableAt } from './plugins/request-text.js';
 
 export const InvalidCursor = defineProblem<[]>('invalid_cursor', 'The cursor is not one this gateway issued for this list.', 400);
 
@@ -9,7 +10,10 @@ export function encodeCursor(position: unknown): string {
   return Buffer.from(JSON.stringify(position)).toString('base64url');
 }
 
-/** Decode a cursor and check its shape; anything else is 400 invalid_cursor. */
+/**
+ * Decode a cursor and check its shape; anything else is 400 invalid_cursor. A position holds
+ * stored values, so text the database cannot hold (NUL, a lone surrogate) marks a forged one.
+ */
 export function decodeCursor<T>(cursor: string, isValid: (value: unknown) => value is T): T {
   let value: unknown;
   try {
@@ -17,8 +21,18 @@ export function decodeCursor<T>(cursor: string, isValid: (value: unknown) => val
   } catch {
     throw new InvalidCursor();
   }
-  if (!isValid(value)) throw new InvalidCursor();
+  if (unstorableAt(value) !== undefined || !isValid(value)) throw new InvalidCursor();
   return value;
+}
+
+/**
+ * A keyset position (time, id) as the newest-first lists issue it: the time as toISOString
+ * writes it, so that the query's timestamptz cast cannot fail on a forged one.
+ */
+export function isTimeKey(value: unknown): value is [string, string] {
+  if (!Array.isArray(value) || value.length !== 2 || typeof value[0] !== 'string' || typeof value[1] !== 'string') return false;
+  const time = new Date(value[0]);
+  return !Number.isNaN(time.getTime()) && time.toISOString() === value[0];
 }
 
 /**

@@ -5,6 +5,7 @@ import { formatCatalogError, syncCatalogDir, defaultCatalogDir } from './catalog
 import type { Config } from './config.js';
 import { isPostgresUrl, openDatabase, type Database } from './db/index.js';
 import { installation } from './db/schema.js';
+import { dropStrayStaging } from './records/index.js';
 import { DEMO_SUPERVISOR_AGENCY, demoCredentialsFile, readDemoCredentials, seedDemoClients, writeDemoCredentials } from './demo/clients.js';
 import { DIVISIONS, seedOpenDemo, seedVillages } from './demo/open.js';
 import { recordCount, seedDemo } from './demo/seed.js';
@@ -43,7 +44,8 @@ export interface OpenGatewayOptions {
  * Every start-up step of the gateway, in order; the server, the CLI and the tests all start it
  * through here, and the domain plugins only serve.
  *
- * 1. The database: opened (on PGlite, its directory lock taken) and migrated.
+ * 1. The database: opened (on PGlite, its directory lock taken) and migrated; the staging tables
+ *    of imports killed half-way dropped.
  * 2. The app: every plugin registered; each loads what it keeps in memory (keys, grants, the
  *    catalog's resources, the audit chain's head).
  * 3. The catalog sync from the files (CATALOG_SYNC_ON_START), which makes and alters the record
@@ -88,6 +90,9 @@ async function migrate(database: Database, logger: FastifyBaseLogger): Promise<v
   const status = await database.migrate();
   logger.info({ driver: database.driver, location: database.location, ...status }, 'database ready');
   await database.db.execute(sql`insert into ${installation} (key, value) values ('installation_id', ${crypto.randomUUID()}) on conflict do nothing`);
+  // An import killed half-way left its staging table; one still running elsewhere holds its lock.
+  const dropped = await dropStrayStaging(database);
+  if (dropped.length) logger.warn({ tables: dropped }, 'dropped the staging tables of interrupted imports');
 }
 
 /** Step 3: the catalog files into the database; an audit record when something changed. */

@@ -9,7 +9,7 @@ import type { Config } from '../config.js';
 import { rowsOf, type Db } from '../db/index.js';
 import { agencies, auditCheckpoints, auditEvents, resources } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
-import { decodeCursor, page } from '../pagination.js';
+import { decodeCursor, isTimeKey, page } from '../pagination.js';
 import type { Caller } from '../plugins/auth.js';
 import { checkpointFromRow, fromRow } from './writer.js';
 
@@ -76,9 +76,6 @@ const Stat = Type.Object({
   latency_ms: Type.Object({ p50: Type.Union([Type.Number(), Type.Null()]), p95: Type.Union([Type.Number(), Type.Null()]), p99: Type.Union([Type.Number(), Type.Null()]) }),
 });
 
-const isEventCursor = (value: unknown): value is [string, string] =>
-  Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string';
-
 const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, { $ref: 'Problem#' }]));
 
 /** Rows this caller may see: everything for a supervisor, else its own calls and uses of its data. */
@@ -88,11 +85,20 @@ function scopeOf(supervisors: ReadonlySet<string>, caller: Caller | null): SQL |
   return or(eq(auditEvents.agency, caller.agency), eq(auditEvents.provider, caller.agency));
 }
 
+/**
+ * The instant an RFC 3339 date-time names. A leap second (`23:59:60`, which the date-time format
+ * allows and JavaScript's Date does not read) is taken as POSIX time takes it: the next second.
+ */
+function instant(text: string): Date {
+  const leap = /^(.*T\d{2}:\d{2}:)60(.*)$/i.exec(text);
+  return leap ? new Date(new Date(`${leap[1]}59${leap[2]}`).getTime() + 1000) : new Date(text);
+}
+
 function filtersOf(supervisors: ReadonlySet<string>, request: FastifyRequest, query: { from?: string; to?: string; agency?: string; resource?: string; action?: string; outcome?: string }) {
   return [
     scopeOf(supervisors, request.caller),
-    query.from ? gte(auditEvents.occurredAt, new Date(query.from)) : undefined,
-    query.to ? lt(auditEvents.occurredAt, new Date(query.to)) : undefined,
+    query.from ? gte(auditEvents.occurredAt, instant(query.from)) : undefined,
+    query.to ? lt(auditEvents.occurredAt, instant(query.to)) : undefined,
     query.agency ? eq(auditEvents.agency, query.agency) : undefined,
     query.resource ? eq(auditEvents.resource, query.resource) : undefined,
     query.action ? eq(auditEvents.action, query.action) : undefined,
@@ -162,7 +168,7 @@ function eventsRoute(app: TypedApp, supervisors: ReadonlySet<string>) {
       const { limit, cursor, ...query } = request.query;
       const where = and(...filtersOf(supervisors, request, query));
       if (request.headers.accept?.includes('text/csv')) return csvExport(app.db, where, reply);
-      const result = await eventPage(app.db, where, limit, cursor ? decodeCursor(cursor, isEventCursor) : undefined);
+      const result = await eventPage(app.db, where, limit, cursor ? decodeCursor(cursor, isTimeKey) : undefined);
       return page(request, reply, { items: result.items }, result.next);
     },
   );
@@ -198,8 +204,8 @@ function statsRoute(app: TypedApp, supervisors: ReadonlySet<string>) {
       },
     },
     async (request) => {
-      const to = request.query.to ? new Date(request.query.to) : new Date();
-      const from = request.query.from ? new Date(request.query.from) : new Date(to.getTime() - 86_400_000);
+      const to = request.query.to ? instant(request.query.to) : new Date();
+      const from = request.query.from ? instant(request.query.from) : new Date(to.getTime() - 86_400_000);
       const where = and(...filtersOf(supervisors, request, { from: from.toISOString(), to: to.toISOString() }));
       const result = await app.db.execute(sql`
         select ${auditEvents.resource} as resource, ${auditEvents.agency} as agency,
@@ -276,7 +282,7 @@ function checkpointsRoute(app: TypedApp) {
     },
     async (request, reply) => {
       const { chain_id, limit, cursor } = request.query;
-      const after = cursor ? decodeCursor(cursor, (v): v is [string, number] => Array.isArray(v) && v.length === 2) : undefined;
+      const after = cursor ? decodeCursor(cursor, (v): v is [string, number] => Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && Number.isSafeInteger(v[1])) : undefined;
       const rows = await app.db
         .select()
         .from(auditCheckpoints)
@@ -337,7 +343,7 @@ function accessLogRoute(app: TypedApp) {
       }
       if (caller.kind !== 'citizen') throw new CitizenOnly();
       const { limit, cursor } = request.query;
-      const after = cursor ? decodeCursor(cursor, isEventCursor) : undefined;
+      const after = cursor ? decodeCursor(cursor, isTimeKey) : undefined;
       const rows = await app.db
         .select({
           id: auditEvents.id,

@@ -57,6 +57,13 @@ export interface Database {
   notify(channel: string, payload: string): Promise<void>;
   poolStats(): Promise<PoolStats>;
   /**
+   * Hold a lock named `key` until the function it resolves to is called, or until this process
+   * dies: undefined when somebody holds it already. PostgreSQL: a session advisory lock on a
+   * connection reserved for it, so that a killed process lets go with its connection; PGlite: in
+   * this process, the only one a PGlite directory has.
+   */
+  tryHold(key: string): Promise<(() => Promise<void>) | undefined>;
+  /**
    * Bulk-load rows with COPY … FROM (CSV): postgres.js streams to STDIN; PGlite takes chunks as
    * blobs. `table` and `columns` must already be quoted identifiers.
    */
@@ -180,6 +187,21 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     cursor<T>(query: SQL, batchSize: number): AsyncIterable<T[]> {
       const compiled = dialect.sqlToQuery(query);
       return client.unsafe(compiled.sql, compiled.params as never[]).cursor(batchSize) as unknown as AsyncIterable<T[]>;
+    },
+    async tryHold(key) {
+      const reserved = await breaker.run(() => client.reserve());
+      let held = false;
+      try {
+        const [row] = await reserved<{ held: boolean }[]>`select pg_try_advisory_lock(hashtext(${key})) as held`;
+        held = row?.held === true;
+      } finally {
+        if (!held) reserved.release();
+      }
+      if (!held) return undefined;
+      return async () => {
+        await reserved`select pg_advisory_unlock(hashtext(${key}))`.catch(() => {});
+        reserved.release();
+      };
     },
     async poolStats() {
       const [row] = await client<{ open: number; busy: number }[]>`
@@ -333,6 +355,7 @@ async function openPglite(url: string, options: OpenDatabaseOptions): Promise<Da
     throw error;
   }
   const db = drizzle(client, { schema }) as unknown as Db;
+  const held = new Set<string>();
 
   return {
     driver: 'pglite',
@@ -359,6 +382,11 @@ async function openPglite(url: string, options: OpenDatabaseOptions): Promise<Da
     async poolStats() {
       // PGlite is one connection inside this process.
       return { max: 1, open: client.closed ? 0 : 1, busy: 0 };
+    },
+    async tryHold(key) {
+      if (held.has(key)) return undefined;
+      held.add(key);
+      return async () => void held.delete(key);
     },
     async closing(withinMs) {
       await lock?.closing(withinMs);

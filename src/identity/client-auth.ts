@@ -7,7 +7,11 @@ import { LRUCache } from 'lru-cache';
 import { findClient, type Client } from './clients.js';
 import type { ClientSecrets } from './secrets.js';
 
-/** RFC 6749 §5.2 errors, sent as problem+json that also carries `error` and `error_description`. */
+/**
+ * RFC 6749 §5.2 errors, sent as problem+json that also carries `error` and `error_description`.
+ * A 401 challenges Basic, the scheme these endpoints take in the Authorization header: RFC 9110
+ * §15.5.2 wants a challenge on every 401, whichever way the client tried to authenticate.
+ */
 export class OAuthError extends Error {
   readonly headers: Record<string, string> = {};
   readonly extensions: Record<string, unknown>;
@@ -15,11 +19,10 @@ export class OAuthError extends Error {
     readonly code: string,
     message: string,
     readonly statusCode = 400,
-    challengeBasic = false,
   ) {
     super(message);
     this.extensions = { error: code, error_description: message };
-    if (challengeBasic) this.headers['www-authenticate'] = 'Basic realm="govdata-gateway", charset="UTF-8"';
+    if (statusCode === 401) this.headers['www-authenticate'] = 'Basic realm="govdata-gateway", charset="UTF-8"';
   }
 }
 
@@ -82,15 +85,20 @@ function basicCredentials(request: FastifyRequest): { id: string; secret: string
   if (!header?.startsWith('Basic ')) return undefined;
   const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
-  if (colon < 0) throw new OAuthError('invalid_client', 'The Basic credentials are malformed.', 401, true);
+  if (colon < 0) throw new OAuthError('invalid_client', 'The Basic credentials are malformed.', 401);
   // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
   const unescape = (value: string) => decodeURIComponent(value.replace(/\+/g, ' '));
-  return { id: unescape(decoded.slice(0, colon)), secret: unescape(decoded.slice(colon + 1)) };
+  try {
+    return { id: unescape(decoded.slice(0, colon)), secret: unescape(decoded.slice(colon + 1)) };
+  } catch {
+    // decodeURIComponent throws on a stray `%` or escapes that are not UTF-8.
+    throw new OAuthError('invalid_client', 'The Basic credentials are malformed.', 401);
+  }
 }
 
 /** Unknown, disabled, and wrong-credential clients all get the same answer. */
-function failed(basic: boolean): OAuthError {
-  return new OAuthError('invalid_client', 'Client authentication failed.', 401, basic);
+function failed(): OAuthError {
+  return new OAuthError('invalid_client', 'Client authentication failed.', 401);
 }
 
 /**
@@ -116,7 +124,7 @@ export async function authenticateClient(
   const usable = client?.status === 'active' && !settings.isDisabled(client.id) && client.authMethod === 'client_secret' && client.secretHash;
   const stored = usable ? (client.secretHash as string) : settings.secrets.decoy;
   const { matches, upgrade } = await settings.secrets.verify(secret, stored);
-  if (!usable || !matches) throw failed(basic !== undefined);
+  if (!usable || !matches) throw failed();
   // A hash of an older scheme is replaced on its first successful use (unless rotated meanwhile).
   if (upgrade) {
     await db.update(clients).set({ secretHash: upgrade }).where(and(eq(clients.id, client.id), eq(clients.secretHash, stored)));
@@ -135,11 +143,11 @@ async function authenticateAssertion(db: Db, form: ClientCredentialsForm, settin
   try {
     claimed = decodeJwt(assertion).sub;
   } catch {
-    throw failed(false);
+    throw failed();
   }
-  if (!claimed || (form.client_id !== undefined && form.client_id !== claimed)) throw failed(false);
+  if (!claimed || (form.client_id !== undefined && form.client_id !== claimed)) throw failed();
   const client = await settings.clients.find(claimed);
-  if (client?.status !== 'active' || settings.isDisabled(client.id) || client.authMethod !== 'private_key_jwt' || !client.jwks) throw failed(false);
+  if (client?.status !== 'active' || settings.isDisabled(client.id) || client.authMethod !== 'private_key_jwt' || !client.jwks) throw failed();
 
   let payload;
   try {
@@ -153,7 +161,7 @@ async function authenticateAssertion(db: Db, form: ClientCredentialsForm, settin
       requiredClaims: ['exp', 'jti'],
     }));
   } catch {
-    throw failed(false);
+    throw failed();
   }
   const exp = payload.exp as number;
   if (exp - Date.now() / 1000 > MAX_ASSERTION_LIFETIME_S + settings.clockToleranceSeconds) {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { maxHeaderSize } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { problemTitles, problemType } from '../errors.js';
 import { PROBLEM_CONTENT_TYPE } from './errors.js';
 
@@ -98,4 +98,26 @@ export function clientErrorHandler(this: FastifyInstance, error: ParserError, so
   const answering = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
   if (socket.writable && !answering?.headersSent) writeProblem(socket, problem, requestId);
   socket.destroy(error);
+}
+
+/** What Fastify's router refuses before any hook runs, and the problem each is answered with. */
+const routerProblems: Record<string, Omit<ClientProblem, 'status'>> = {
+  FST_ERR_BAD_URL: { code: 'invalid_url', detail: 'The path does not decode: percent-encode it as UTF-8 (RFC 3986).' },
+  FST_ERR_MAX_PARAM_LENGTH: { code: 'uri_too_long', detail: 'A path parameter is longer than any this gateway takes.' },
+};
+
+/**
+ * Fastify's frameworkErrors: a path that does not percent-decode, or a path parameter longer than
+ * maxParamLength, is refused by the router before any hook (so before the one that sets
+ * X-Request-Id); without this Fastify answers it as plain JSON of its own.
+ */
+export function routerErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+  const { code, detail } = routerProblems[error.code] ?? { code: 'bad_request', detail: 'The request cannot be routed.' };
+  request.log.info({ code, status }, 'request refused by the router');
+  void reply
+    .code(status)
+    .header('x-request-id', request.id)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send({ type: problemType(code), title: problemTitles[status] ?? 'Error', status, detail, code, request_id: request.id });
 }

@@ -193,16 +193,61 @@ export async function loadRecords(
   checksum: () => string,
 ): Promise<ImportReport> {
   const started = process.hrtime.bigint();
-  const db = database.db;
   const table = recordTable(resource.code);
   const suffix = `_i${Date.now().toString(36)}`;
   const staging = `${table}${suffix}`.slice(0, 63);
   // Leftovers of an interrupted import are dropped before a new one starts.
-  for (const { tablename } of rowsOf<{ tablename: string }>(
-    await db.execute(sql`select tablename from pg_tables where schemaname = ${RECORDS_SCHEMA} and tablename like ${`${table}\\_i%`}`),
-  )) {
-    await db.execute(sql.raw(`drop table if exists ${qualified(tablename)}`));
+  await dropStrayStaging(database, table);
+  // Held while the staging table exists: a gateway starting meanwhile leaves it alone.
+  const release = await database.tryHold(stagingLock(staging));
+  try {
+    return await loadIntoStaging(database, resource, staging, rows, options, checksum, started);
+  } finally {
+    await release?.();
   }
+}
+
+/** The lock an import holds on its staging table while it fills it. */
+function stagingLock(staging: string): string {
+  return `govdata-gateway:staging:${staging}`;
+}
+
+/**
+ * Drop the staging tables of imports that were interrupted (a process killed half-way leaves
+ * one): those of `table`, or of every resource. A staging table whose import is still running
+ * holds its lock and is left alone. Run at start-up and before every import; the tables dropped.
+ */
+export async function dropStrayStaging(database: Database, table?: string): Promise<string[]> {
+  const db = database.db;
+  const pattern = table ? `^${table}_i[0-9a-z]+$` : '^r_[0-9]{6}_[a-z]{2,8}_[0-9]{5}_i[0-9a-z]+$';
+  const dropped: string[] = [];
+  for (const { tablename } of rowsOf<{ tablename: string }>(
+    await db.execute(sql`select tablename from pg_tables where schemaname = ${RECORDS_SCHEMA} and tablename ~ ${pattern}`),
+  )) {
+    const release = await database.tryHold(stagingLock(tablename));
+    if (!release) continue;
+    try {
+      await db.execute(sql.raw(`drop table if exists ${qualified(tablename)}`));
+      dropped.push(tablename);
+    } finally {
+      await release();
+    }
+  }
+  return dropped;
+}
+
+/** Fill the staging table from the rows, check them, index it and swap it in for the old table. */
+async function loadIntoStaging(
+  database: Database,
+  resource: Resource,
+  staging: string,
+  rows: AsyncIterable<RawRow>,
+  options: LoadOptions,
+  checksum: () => string,
+  started: bigint,
+): Promise<ImportReport> {
+  const db = database.db;
+  const table = recordTable(resource.code);
   const [primaryKey, ...indexes] = createTableStatements(resource, staging, '');
   await db.execute(sql.raw(primaryKey as string));
 

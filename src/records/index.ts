@@ -7,6 +7,6 @@
 export { comparable, filterSql, InvalidFilter, item, MAX_IN_VALUES, operators, selected } from './filters.js';
 export type { Filter, Operator, StoredRecord } from './filters.js';
 export { divisionCodeProblem, formatProblem, residentIdCheckChar, residentIdProblem, usccCheckChar, usccProblem } from './identifiers.js';
-export { checkRow, formatOf, importFile, ImportRejected, loadRecords, readRecordFile, typedValue } from './import.js';
+export { checkRow, dropStrayStaging, formatOf, importFile, ImportRejected, loadRecords, readRecordFile, typedValue } from './import.js';
 export type { BadRow, ImportReport, LoadOptions, RawRow, RecordFileFormat } from './import.js';
 export { columnType, createTableStatements, migrateRecordTable, qualified, quoted, RECORDS_SCHEMA, recordTable } from './tables.js';

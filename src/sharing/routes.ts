@@ -6,7 +6,7 @@ import Type from 'typebox';
 import { findResource } from '../catalog/index.js';
 import { applications, grants } from '../db/schema.js';
 import { NotFound } from '../errors.js';
-import { decodeCursor, page } from '../pagination.js';
+import { decodeCursor, isTimeKey, page } from '../pagination.js';
 import type { Caller } from '../plugins/auth.js';
 import { apply, decide, findApplication, NotProvider, type Application, type SharingSettings } from './applications.js';
 import { findGrant, grantStatus, revokeGrant, type Grant, type GrantCache } from './grants.js';
@@ -112,9 +112,6 @@ const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) 
 const RoleQuery = Type.Optional(
   Type.Unsafe<'consumer' | 'provider'>({ type: 'string', enum: ['consumer', 'provider'], description: 'Only as consumer, or only as provider' }),
 );
-const isCursor = (value: unknown): value is [string, string] =>
-  Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string';
-
 const agencyOf = (request: FastifyRequest) => request.caller as AgencyCaller;
 const seesAll = (supervisors: ReadonlySet<string>, caller: AgencyCaller) =>
   caller.scopes.has('admin') || (supervisors.has(caller.agency) && caller.scopes.has('audit:read'));
@@ -214,7 +211,7 @@ function applicationListRoutes(app: TypedApp, { supervisors }: SharingRouteOptio
     async (request, reply) => {
       const { role, status, overdue, resource, limit, cursor } = request.query;
       const now = app.clock();
-      const after = cursor ? decodeCursor(cursor, isCursor) : undefined;
+      const after = cursor ? decodeCursor(cursor, isTimeKey) : undefined;
       const rows = await app.db
         .select()
         .from(applications)
@@ -323,7 +320,7 @@ function grantRoutes(app: TypedApp, { supervisors, cache }: SharingRouteOptions)
     async (request, reply) => {
       const { role, status, resource, limit, cursor } = request.query;
       const now = app.clock();
-      const after = cursor ? decodeCursor(cursor, isCursor) : undefined;
+      const after = cursor ? decodeCursor(cursor, isTimeKey) : undefined;
       const byStatus = {
         active: and(isNull(grants.revokedAt), gt(grants.validUntil, now)),
         revoked: isNotNull(grants.revokedAt),

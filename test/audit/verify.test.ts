@@ -10,7 +10,7 @@ import { AuditWriter } from '../../src/audit/writer.js';
 import { runCli } from '../../src/cli.js';
 import type { Driver } from '../../src/db/index.js';
 import { auditCheckpoints, auditEvents } from '../../src/db/schema.js';
-import { buildTestApp, forEachDriver, freshDatabase, freshDatabaseUrl, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY } from '../helpers/app.js';
+import { buildTestApp, forEachDriver, freshDatabase, freshDatabaseUrl, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY, testConfig } from '../helpers/app.js';
 
 /** An app on a database of its own, with `count` audited events written and a checkpoint signed. */
 async function trail(t: Test, driver: Driver, count = 30) {
@@ -125,8 +125,7 @@ forEachDriver(t, 'gateway audit verify and export', async (t, driver) => {
 
   // A gateway ran, answered, and stopped (its closing checkpoint signs the head).
   const { openGateway } = await import('../../src/startup.js');
-  const { loadConfig } = await import('../../src/config.js');
-  const app = await openGateway(loadConfig(env), { logger: pino({ level: 'silent' }) });
+  const app = await openGateway(testConfig(env), { logger: pino({ level: 'silent' }) });
   for (let i = 0; i < 12; i++) await app.inject({ url: '/v1/catalog/resources', headers: { authorization: 'Bearer nonsense' } });
   const month = new Date().toISOString().slice(0, 7);
   await app.close();

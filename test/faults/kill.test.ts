@@ -1,10 +1,16 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { inArray, sql } from 'drizzle-orm';
 import { openDatabase, rowsOf } from '../../src/db/index.js';
 import { auditEvents } from '../../src/db/schema.js';
+import { residents } from '../../src/demo/seed.js';
+import { projectRoot } from '../../src/paths.js';
 import { testDrivers } from '../helpers/app.js';
-import { accessToken, cli, demoDatabase, driveLoad, verifyAt } from '../helpers/demo-gateways.js';
+import { accessToken, cli, demoDatabase, driveLoad, readAt, verifyAt, within } from '../helpers/demo-gateways.js';
 import { freePort, startGateway } from '../helpers/server.js';
 
 // kill -9 under load: the process gets no chance to flush or sign anything. What a client was
@@ -70,4 +76,64 @@ t.test('SIGKILL under load: every answer with X-Audit-Id has its record, the cha
   t.ok((killed?.records ?? 0) >= found, `the killed chain ends at its last committed record (${killed?.records} records)`);
   // The demo seed's chain, the killed gateway's, and the one the restart opened.
   t.ok(chains.length >= 3, `the next start wrote a chain of its own (${chains.length} chains)`);
+});
+
+/** `gateway import` of a file in a process of its own, as an operator runs it. */
+function importProcess(t: Test, env: Record<string, string>, file: string) {
+  const child = spawn(process.execPath, [join(projectRoot, 'dist/scripts/gateway.js'), 'import', '330000-PSB-00001', file, '--json'], {
+    env: { ...process.env, ...env, LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+  return { child, exited, output: () => output };
+}
+
+t.test('an import killed half-way: the old data stays served, its staging table is dropped at the next start, a running one is left alone', { skip: needsPostgres }, async (t) => {
+  const { url, env, credentials } = await demoDatabase(t);
+  const dir = t.testdir();
+  const file = join(dir, 'residents.ndjson');
+  const out = createWriteStream(file);
+  for (const resident of residents(150_000, 7)) out.write(`${JSON.stringify(resident)}\n`);
+  await new Promise((resolve) => out.end(resolve));
+  const database = await openDatabase(url);
+  t.teardown(() => database.close());
+  const count = async () => rowsOf<{ n: number }>(await database.db.execute(sql`select count(*)::int as n from records.r_330000_psb_00001`))[0]?.n;
+  const staging = async () =>
+    rowsOf<{ tablename: string }>(await database.db.execute(sql`select tablename from pg_tables where schemaname = 'records' and tablename like 'r\\_330000\\_psb\\_00001\\_i%'`)).map((row) => row.tablename);
+  const before = await count();
+
+  // Killed while it copies: its staging table is left behind, the old table untouched.
+  const killed = importProcess(t, env, file);
+  t.not(await within(60_000, async () => (await staging()).length === 1, 50), undefined, 'the import made its staging table');
+  await sleep(300);
+  killed.child.kill('SIGKILL');
+  t.equal(await killed.exited, 'SIGKILL', `killed half-way ${killed.output()}`);
+  const [stray] = await staging();
+  t.ok(stray, `its staging table ${stray} is left behind`);
+  t.equal(await count(), before, 'the old records are untouched');
+
+  // The next start drops it, and serves the old data.
+  const gateway = startGateway(t, dir, { ...env, WORKERS: '1' }, await freePort());
+  t.ok(await gateway.ready(), 'the gateway starts');
+  t.same(await staging(), [], 'the stray staging table was dropped at start-up');
+  t.ok(gateway.logLines().some((line) => line.msg === 'dropped the staging tables of interrupted imports' && JSON.stringify(line.tables) === JSON.stringify([stray])), 'and the log says which');
+  const token = await accessToken(gateway, credentials.consumer);
+  t.equal((await readAt(gateway, token)).status, 200, 'the old data is served');
+
+  // An import running while another gateway starts keeps its staging table and finishes.
+  const running = importProcess(t, env, file);
+  t.not(await within(60_000, async () => (await staging()).length === 1, 50), undefined, 'a second import is copying');
+  const second = startGateway(t, dir, { ...env, WORKERS: '1' }, await freePort());
+  t.ok(await second.ready(), 'a second gateway starts meanwhile');
+  t.equal(await running.exited, 0, `the running import was left alone and finished: ${running.output()}`);
+  t.equal(await count(), 150_000, 'its records are served');
+  t.same(await staging(), [], 'and no staging table is left');
+  gateway.child.kill('SIGTERM');
+  second.child.kill('SIGTERM');
+  t.equal(await gateway.exited, 0);
+  t.equal(await second.exited, 0);
 });

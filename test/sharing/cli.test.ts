@@ -5,10 +5,9 @@ import { eq } from 'drizzle-orm';
 import type { App } from '../../src/app.js';
 import { openGateway } from '../../src/startup.js';
 import { runCli } from '../../src/cli.js';
-import { loadConfig } from '../../src/config.js';
 import { auditEvents } from '../../src/db/schema.js';
 import { createClient } from '../../src/identity/clients.js';
-import { TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY } from '../helpers/app.js';
+import { TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY, testConfig } from '../helpers/app.js';
 
 const directory = join(t.testdir(), 'pglite');
 const env = { DATABASE_URL: directory, KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY, AUDIT_HASH_KEY: TEST_AUDIT_HASH_KEY, LOG_LEVEL: 'silent' };
@@ -20,7 +19,8 @@ function io() {
 }
 
 async function gateway(): Promise<App> {
-  const app = await openGateway(loadConfig({ ...env, DEMO_DATA: 'off', OPEN_PREBUILD: 'false' }), { logger: pino({ level: 'silent' }) });
+  // As every test gateway (no load shedding: a busy machine must not turn answers into 503s).
+  const app = await openGateway(testConfig(env), { logger: pino({ level: 'silent' }) });
   return app;
 }
 
