@@ -137,3 +137,38 @@ t.test('an import killed half-way: the old data stays served, its staging table 
   t.equal(await gateway.exited, 0);
   t.equal(await second.exited, 0);
 });
+
+t.test('a worker SIGKILLed under load: the others answer, it is replaced, every answer with X-Audit-Id has its record', { skip: needsPostgres }, async (t) => {
+  const { url, env, credentials } = await demoDatabase(t);
+  const gateway = startGateway(t, t.testdir(), { ...env, WORKERS: '2' }, await freePort());
+  await gateway.logged('gateway ready: 2 workers', 120_000);
+  t.ok(await gateway.ready(), 'two workers on one port');
+  const workerPids = () => [...new Set(gateway.logLines().filter((line) => line.worker !== undefined && line.pid !== gateway.child.pid).map((line) => line.pid as number))];
+  const token = await accessToken(gateway, credentials.consumer);
+
+  const load = driveLoad(gateway, () => token, { concurrency: CONCURRENCY, giveUpMs: 10_000 });
+  await sleep(2000);
+  const [victim] = workerPids();
+  process.kill(victim as number, 'SIGKILL');
+  await gateway.logged('a worker died; starting it again', 10_000);
+  const replaced = await within(30_000, async () => workerPids().length === 3);
+  t.not(replaced, undefined, `a new worker started ${replaced} ms after the kill`);
+  await sleep(1500);
+  const answers = await load.stop();
+  const afterKill = answers.filter((answer) => answer.status === 200 && answer.startedAt > Date.now() - 1500);
+  t.ok(afterKill.length > 0, `the gateway kept answering after the kill (${afterKill.length} answers in the last 1.5 s)`);
+  t.same(answers.filter((answer) => answer.status >= 500), [], 'no answer was a 5xx');
+
+  const database = await openDatabase(url);
+  t.teardown(() => database.close());
+  const ids = answers.filter((answer) => answer.auditId).map((answer) => answer.auditId as string);
+  let found = 0;
+  for (let i = 0; i < ids.length; i += 1000) {
+    found += rowsOf<{ n: number }>(await database.db.execute(sql`select count(*)::int as n from ${auditEvents} where ${inArray(auditEvents.id, ids.slice(i, i + 1000))}`))[0]?.n ?? 0;
+  }
+  t.equal(found, ids.length, `all ${ids.length} answers with X-Audit-Id have their record (records lost: ${ids.length - found})`);
+  gateway.child.kill('SIGTERM');
+  t.equal(await gateway.exited, 0);
+  const report = await cli(['audit', 'verify'], { ...env, LOG_LEVEL: 'silent' });
+  t.equal(report.code, 0, `gateway audit verify passes, the killed worker's chain included: ${report.out}${report.err}`);
+});
