@@ -1,24 +1,20 @@
 import t from 'tap';
-import { buildTestApp } from './helpers/app.js';
-import { party } from './helpers/parties.js';
-const c = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+import { buildTestApp, freshDatabase } from './helpers/app.js';
+import { seedDemo } from '../src/demo/seed.js';
 t.test('probe', async (t) => {
-  const app = await buildTestApp(t, (process.env.DRIVER as 'pglite') ?? 'pglite', { env: { SUPERVISOR_AGENCIES: 'zj-dsj' } });
-  const sup = await party(app, 'zj-dsj', ['audit:read', 'admin', 'applications:write', 'records:read']);
+  const driver = (process.env.DRIVER as 'pglite') ?? 'pglite';
+  const database = await freshDatabase(t, driver);
+  const app = await buildTestApp(t, driver, { database });
+  await seedDemo(database, 'small');
   for (const url of [
-    `/v1/audit/events?cursor=${c(['x', 'y'])}`,
-    `/v1/audit/checkpoints?cursor=${c(['x', 'y'])}`,
-    `/v1/audit/checkpoints?cursor=${c([{}, 1e300])}`,
-    `/v1/applications?cursor=${c(['x', 'y'])}`,
-    `/v1/grants?cursor=${c(['2020-13-45', 'y'])}`,
-    `/v1/catalog/resources?cursor=${c([1e300, 'y'])}`,
-    `/v1/catalog/resources?cursor=${c([2 ** 40, 'y'])}`,
-    `/v1/catalog/agencies?cursor=${c('\u0000')}`,
-    `/v1/admin/clients?cursor=${c('\u0000')}`,
-    `/v1/open/datasets?cursor=${c('\u0000')}`,
-    `/v1/me/access-log?cursor=${c(['x', 'y'])}`,
+    `/v1/open/datasets/330000-AMR-00002/records?where[decided_on][gt]=0000-01-01`,
+    `/v1/open/datasets/330000-AMR-00002/records?where[decided_on][gt]=9999-12-31`,
+    `/v1/open/datasets/330000-AMR-00004/records?where[listed_on][gt]=0000-01-01`,
+    `/v1/open/datasets/330000-ENV-00002/records?where[observed_at][gt]=0000-01-01T00:00:00Z`,
+    `/v1/open/datasets/330000-ENV-00002/records?where[observed_at][gt]=%2B275760-09-13T00:00:00Z`,
+    `/v1/open/datasets/330000-ENV-00002/download.csv?where[observed_at][gt]=0000-01-01T00:00:00Z`,
   ]) {
-    const r = await app.inject({ url, headers: sup.headers });
-    console.log(r.statusCode, url.slice(0, 60), r.body.slice(0, 120));
+    const r = await app.inject({ url });
+    console.log(r.statusCode, url.slice(0, 90), r.body.slice(0, 150));
   }
 });

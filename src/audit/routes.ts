@@ -85,13 +85,20 @@ function scopeOf(supervisors: ReadonlySet<string>, caller: Caller | null): SQL |
   return or(eq(auditEvents.agency, caller.agency), eq(auditEvents.provider, caller.agency));
 }
 
+/** The instants PostgreSQL reads from ISO text (it has no year 0), and no record lies outside. */
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
+const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
+
 /**
- * The instant an RFC 3339 date-time names. A leap second (`23:59:60`, which the date-time format
- * allows and JavaScript's Date does not read) is taken as POSIX time takes it: the next second.
+ * The instant an RFC 3339 date-time names, within the years the trail can hold: a leap second
+ * (`23:59:60`, which the date-time format allows and JavaScript's Date does not read) is taken as
+ * POSIX time takes it, the next second; a time before year 1 or after 9999 as the first or last
+ * instant there is, which selects the same records.
  */
 function instant(text: string): Date {
   const leap = /^(.*T\d{2}:\d{2}:)60(.*)$/i.exec(text);
-  return leap ? new Date(new Date(`${leap[1]}59${leap[2]}`).getTime() + 1000) : new Date(text);
+  const time = leap ? Date.parse(`${leap[1]}59${leap[2]}`) + 1000 : Date.parse(text);
+  return new Date(Math.min(Math.max(time, EARLIEST), LATEST));
 }
 
 function filtersOf(supervisors: ReadonlySet<string>, request: FastifyRequest, query: { from?: string; to?: string; agency?: string; resource?: string; action?: string; outcome?: string }) {

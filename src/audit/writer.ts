@@ -1,7 +1,7 @@
 import { createHmac, randomUUID, type KeyObject } from 'node:crypto';
 import { CompactSign } from 'jose';
 import type { FastifyBaseLogger } from 'fastify';
-import { sql, type SQL } from 'drizzle-orm';
+import { desc, eq, sql, type SQL } from 'drizzle-orm';
 import { isDatabaseUnavailable, type Db } from '../db/index.js';
 import { auditChains, auditCheckpoints, auditEvents } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
@@ -44,6 +44,11 @@ export class AuditWriter {
   readonly chainId = randomUUID();
   private seq = 0;
   private head = GENESIS_HASH;
+  /**
+   * An insert failed: whether it committed is not known (a connection lost after the server
+   * committed looks like any other failure), so the chain's head is read back before the next.
+   */
+  private headUncertain = false;
   private queue: Pending[] = [];
   private flushing: Promise<void> | undefined;
   private scheduled = false;
@@ -124,6 +129,15 @@ export class AuditWriter {
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.options.maxBatch);
+      if (this.headUncertain) {
+        try {
+          await this.readHead();
+        } catch (error) {
+          this.logFailure(error, batch.length);
+          for (const pending of batch) pending.reject(new AuditUnavailable());
+          continue;
+        }
+      }
       let seq = this.seq;
       let prev = this.head;
       const records = batch.map(({ record }) => {
@@ -137,6 +151,7 @@ export class AuditWriter {
       try {
         await this.db.execute(insertBatch(records));
       } catch (error) {
+        this.headUncertain = true;
         this.logFailure(error, batch.length);
         for (const pending of batch) pending.reject(new AuditUnavailable());
         continue;
@@ -151,6 +166,29 @@ export class AuditWriter {
         await this.checkpoint().catch((err) => this.log.error({ err }, 'audit checkpoint failed'));
       }
     }
+  }
+
+  /**
+   * The chain's head as committed: after a failed insert, the batch may have committed all the
+   * same (its acknowledgement lost with the connection), and then the chain goes on from its last
+   * record instead of writing a second record with the same sequence number.
+   */
+  private async readHead(): Promise<void> {
+    const [last] = await this.db
+      .select({ seq: auditEvents.seq, hash: auditEvents.hash })
+      .from(auditEvents)
+      .where(eq(auditEvents.chainId, this.chainId))
+      .orderBy(desc(auditEvents.seq))
+      .limit(1);
+    const seq = last ? Number(last.seq) : 0;
+    if (seq !== this.seq) {
+      this.log.warn({ chain_id: this.chainId, seq, expected: this.seq }, 'an audit insert that seemed to fail had committed: the chain goes on from its last record');
+      this.written += seq - this.seq;
+      this.sinceCheckpoint += seq - this.seq;
+    }
+    this.seq = seq;
+    this.head = last?.hash ?? GENESIS_HASH;
+    this.headUncertain = false;
   }
 
   /**

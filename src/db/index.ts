@@ -126,9 +126,9 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     postgres(target.url, {
       // A server that is away is tried again within a second (postgres.js backs off to 20 s,
       // which would leave the LISTEN connection, and with it revocations, behind for as long),
-      // and a connection that cannot be made gives up in seconds, not 30.
+      // and a connection that cannot be made gives up in 5 s, not 30.
       backoff: reconnectBackoff,
-      connect_timeout: options?.connect_timeout ?? 10,
+      connect_timeout: options?.connect_timeout ?? 5,
       ...options,
       ...(target.host ? { host: target.host } : {}),
       ...(target.port ? { port: target.port } : {}),

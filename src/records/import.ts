@@ -131,16 +131,27 @@ export function typedValue(item: DataItem, raw: unknown): { value: unknown } | {
     case 'date': {
       const value = String(text);
       const date = new Date(`${value}T00:00:00Z`);
-      return /^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(date.getTime()) && date.toISOString().startsWith(value)
+      return /^\d{4}-\d{2}-\d{2}$/.test(value) && storableTime(date) && date.toISOString().startsWith(value)
         ? { value }
         : { problem: 'must be a date (YYYY-MM-DD)' };
     }
     case 'datetime': {
       const value = String(text);
       const date = new Date(value);
-      return /^\d{4}-\d{2}-\d{2}T/.test(value) && !Number.isNaN(date.getTime()) ? { value: date.toISOString() } : { problem: 'must be an RFC 3339 time' };
+      return /^\d{4}-\d{2}-\d{2}T/.test(value) && storableTime(date) ? { value: date.toISOString() } : { problem: 'must be an RFC 3339 time' };
     }
   }
+}
+
+/**
+ * A time PostgreSQL reads from its ISO text: years 0001 to 9999 (PostgreSQL has no year 0, which
+ * ISO 8601 calls 1 BC, and toISOString writes years past 9999 with a sign it does not read).
+ */
+const EARLIEST_TIME = Date.parse('0001-01-01T00:00:00Z');
+const LATEST_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+function storableTime(date: Date): boolean {
+  const time = date.getTime();
+  return time >= EARLIEST_TIME && time <= LATEST_TIME;
 }
 
 /** Check one row against the data items: types, required items, formats, no unknown columns. */

@@ -209,3 +209,38 @@ forEachDriver(t, 'partitions by month, and retention only after a verified expor
   const tamperedExport = await applyRetention(db, 12);
   t.ok(tamperedExport.kept.includes('2020-02'), 'an export that no longer matches its checksum does not count');
 });
+
+forEachDriver(t, 'an insert whose acknowledgement was lost: the chain goes on from what committed, with no second record of a sequence number', async (t, driver) => {
+  const database = await freshDatabase(t, driver);
+  const app = await buildTestApp(t, driver, { database });
+  // A database whose next audit insert commits and then reports a lost connection, as when the
+  // server commits and the connection drops before its answer arrives.
+  let loseNext = false;
+  const db = new Proxy(app.db, {
+    get(target, property, receiver) {
+      if (property !== 'execute') return Reflect.get(target, property, receiver);
+      return async (query: Parameters<typeof target.execute>[0]) => {
+        const result = await target.execute(query);
+        if (loseNext) {
+          loseNext = false;
+          throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
+        }
+        return result;
+      };
+    },
+  });
+  const writer = new AuditWriter(db, app.keys, app.log, { maxBatch: 100, checkpointEvery: 1000, checkpointSeconds: 3600 });
+  await writer.start('lost-ack');
+  await writer.record({ action: 'records.read', outcome: 'allowed' });
+  loseNext = true;
+  const lost = await Promise.allSettled([writer.record({ action: 'records.read', outcome: 'allowed' }), writer.record({ action: 'records.read', outcome: 'allowed' })]);
+  t.same(lost.map((result) => result.status), ['rejected', 'rejected'], 'the batch whose answer was lost is refused (its requests get 503)');
+  await writer.record({ action: 'records.verify', outcome: 'allowed' });
+  await writer.close();
+
+  const rows = await app.db.select({ seq: auditEvents.seq, action: auditEvents.action }).from(auditEvents).where(eq(auditEvents.chainId, writer.chainId)).orderBy(auditEvents.seq);
+  t.same(rows.map((row) => Number(row.seq)), [1, 2, 3, 4], 'the committed batch holds 2 and 3; the next record is 4, not a second 2');
+  t.equal(rows.at(-1)?.action, 'records.verify');
+  const report = await verifyDatabase(app.db);
+  t.ok(report.ok, 'the chain verifies');
+});

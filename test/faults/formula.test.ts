@@ -10,7 +10,7 @@ import { findDataset, type Dataset } from '../../src/open/datasets.js';
 import { encodeRecords } from '../../src/open/formats.js';
 import { loadRecords } from '../../src/records/import.js';
 import { qualified, recordTable } from '../../src/records/tables.js';
-import { buildTestApp, forEachDriver, freshDatabase } from '../helpers/app.js';
+import { buildTestApp, forEachDriver, freshDatabase, spyOnCopies } from '../helpers/app.js';
 
 type Row = Record<string, unknown>;
 type Injected = Awaited<ReturnType<App['inject']>>;
@@ -86,14 +86,7 @@ function xlsxCells(t: Test, body: Buffer, header: string[]): Row[] {
 forEachDriver(t, 'formula injection: XLSX cells are typed, the CSV for spreadsheets neutralises formulas', async (t: Test, driver: Driver) => {
   const database = await freshDatabase(t, driver);
   // Which downloads went through COPY (PostgreSQL's whole-dataset CSV).
-  const copies: string[] = [];
-  const copyOut = database.copyOut?.bind(database);
-  if (copyOut) {
-    database.copyOut = (statement, idleMs) => {
-      copies.push(statement);
-      return copyOut(statement, idleMs);
-    };
-  }
+  const copies = spyOnCopies(database);
   const app = await buildTestApp(t, driver, { database, env: { RATE_LIMIT_ANONYMOUS_PER_MINUTE: '100000' } });
   const resource = (await findResource(database.db, STATIONS))?.document as Resource;
   async function* rows() {

@@ -4,13 +4,13 @@ import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
-import { inArray, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { openDatabase, rowsOf } from '../../src/db/index.js';
 import { auditEvents } from '../../src/db/schema.js';
 import { residents } from '../../src/demo/seed.js';
 import { projectRoot } from '../../src/paths.js';
 import { testDrivers } from '../helpers/app.js';
-import { accessToken, cli, demoDatabase, driveLoad, readAt, verifyAt, within } from '../helpers/demo-gateways.js';
+import { accessToken, cli, committedRecords, demoDatabase, driveLoad, readAt, verifyAt, within } from '../helpers/demo-gateways.js';
 import { freePort, startGateway } from '../helpers/server.js';
 
 // kill -9 under load: the process gets no chance to flush or sign anything. What a client was
@@ -49,10 +49,7 @@ t.test('SIGKILL under load: every answer with X-Audit-Id has its record, the cha
   const database = await openDatabase(url);
   t.teardown(() => database.close());
   const ids = withId.map((answer) => answer.auditId as string);
-  let found = 0;
-  for (let i = 0; i < ids.length; i += 1000) {
-    found += rowsOf<{ n: number }>(await database.db.execute(sql`select count(*)::int as n from ${auditEvents} where ${inArray(auditEvents.id, ids.slice(i, i + 1000))}`))[0]?.n ?? 0;
-  }
+  const found = await committedRecords(database, ids);
   t.equal(found, ids.length, `every answer with X-Audit-Id has its committed record (records lost: ${ids.length - found})`);
 
   // Records without an answer: a record commits before its answer is written, so a kill in
@@ -162,10 +159,7 @@ t.test('a worker SIGKILLed under load: the others answer, it is replaced, every 
   const database = await openDatabase(url);
   t.teardown(() => database.close());
   const ids = answers.filter((answer) => answer.auditId).map((answer) => answer.auditId as string);
-  let found = 0;
-  for (let i = 0; i < ids.length; i += 1000) {
-    found += rowsOf<{ n: number }>(await database.db.execute(sql`select count(*)::int as n from ${auditEvents} where ${inArray(auditEvents.id, ids.slice(i, i + 1000))}`))[0]?.n ?? 0;
-  }
+  const found = await committedRecords(database, ids);
   t.equal(found, ids.length, `all ${ids.length} answers with X-Audit-Id have their record (records lost: ${ids.length - found})`);
   gateway.child.kill('SIGTERM');
   t.equal(await gateway.exited, 0);

@@ -137,3 +137,16 @@ export async function buildTestApp(t: Test, driver: Driver, options: TestAppOpti
   t.teardown(() => app.close());
   return app;
 }
+
+/** Record every COPY … TO STDOUT statement the database runs (PostgreSQL's whole-dataset CSV); PGlite has none. */
+export function spyOnCopies(database: Database): string[] {
+  const copies: string[] = [];
+  const copyOut = database.copyOut?.bind(database);
+  if (copyOut) {
+    database.copyOut = (statement, idleMs) => {
+      copies.push(statement);
+      return copyOut(statement, idleMs);
+    };
+  }
+  return copies;
+}

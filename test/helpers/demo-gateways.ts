@@ -2,6 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Test } from 'tap';
+import { inArray, sql } from 'drizzle-orm';
+import { rowsOf, type Database } from '../../src/db/index.js';
+import { auditEvents } from '../../src/db/schema.js';
 import { runCli } from '../../src/cli.js';
 import type { DemoCredentials } from '../../src/demo/clients.js';
 import { freshDatabaseUrl, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY } from './app.js';
@@ -111,9 +114,10 @@ export interface Answer {
 
 /**
  * Verify and read in turn from `concurrency` loops until stopped, every answer kept. A request that
- * takes longer than `giveUpMs` is abandoned and counted as having no answer.
+ * takes longer than `giveUpMs` is abandoned and counted as having no answer; after a 503 a loop
+ * waits `pauseAfter503Ms` (none by default).
  */
-export function driveLoad(gateway: { url: string }, token: () => string, options: { concurrency?: number; giveUpMs?: number } = {}) {
+export function driveLoad(gateway: { url: string }, token: () => string, options: { concurrency?: number; giveUpMs?: number; pauseAfter503Ms?: number } = {}) {
   const answers: Answer[] = [];
   let running = true;
   const loops = Array.from({ length: options.concurrency ?? 6 }, async (_, index) => {
@@ -138,6 +142,8 @@ export function driveLoad(gateway: { url: string }, token: () => string, options
           contentType,
           retryAfter: response.headers.get('retry-after'),
         });
+        // A client told to retry waits a little first, as a well-behaved one does.
+        if (response.status === 503 && options.pauseAfter503Ms) await sleep(options.pauseAfter503Ms);
       } catch (error) {
         answers.push({ kind, startedAt, ms: Date.now() - startedAt, status: 0, auditId: null, code: undefined, contentType: '', retryAfter: null, failure: String((error as Error).cause ?? error) });
         // A gateway that is not listening: do not spin.
@@ -153,4 +159,13 @@ export function driveLoad(gateway: { url: string }, token: () => string, options
       return answers;
     },
   };
+}
+
+/** How many of these audit record ids are committed in the trail. */
+export async function committedRecords(database: Database, ids: string[]): Promise<number> {
+  let found = 0;
+  for (let i = 0; i < ids.length; i += 1000) {
+    found += rowsOf<{ n: number }>(await database.db.execute(sql`select count(*)::int as n from ${auditEvents} where ${inArray(auditEvents.id, ids.slice(i, i + 1000))}`))[0]?.n ?? 0;
+  }
+  return found;
 }

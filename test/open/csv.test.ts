@@ -7,7 +7,7 @@ import { createTableStatements, qualified, recordTable } from '../../src/records
 import { rowsOf } from '../../src/db/index.js';
 import { csvCopyStatement, csvLineSql, encodeRecords, recordStream } from '../../src/open/formats.js';
 import { rowBatches } from '../../src/open/query.js';
-import { forEachDriver, freshDatabase } from '../helpers/app.js';
+import { forEachDriver, freshDatabase, spyOnCopies } from '../helpers/app.js';
 
 const item = (name: string, type: DataItem['type'], extra: Partial<DataItem> = {}): DataItem => ({
   name,
@@ -66,15 +66,8 @@ forEachDriver(t, 'CSV written by the database is byte for byte the CSV written r
   t.ok(csvLineSql(resource, fields), 'every item of this resource can be written by the database');
   t.ok(csvCopyStatement(resource, fields), 'and by COPY');
   // Which whole-dataset downloads went through COPY (PostgreSQL has it; PGlite does not).
-  const copies: string[] = [];
-  const copyOut = database.copyOut?.bind(database);
-  if (copyOut) {
-    database.copyOut = (statement, idleMs) => {
-      copies.push(statement);
-      return copyOut(statement, idleMs);
-    };
-  }
-  t.equal(typeof copyOut, driver === 'postgres' ? 'function' : 'undefined');
+  const copies = spyOnCopies(database);
+  t.equal(typeof database.copyOut, driver === 'postgres' ? 'function' : 'undefined');
 
   for (const batch of [3, 1000]) {
     for (const bom of [false, true]) {
