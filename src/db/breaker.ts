@@ -35,6 +35,23 @@ export interface BreakerLogger {
   warn(obj: object, msg?: string): void;
 }
 
+/** Longest the try after an outage may take before it counts as failed. */
+const PROBE_TIMEOUT_MS = 2000;
+
+async function withinProbeTime<T>(work: () => PromiseLike<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      Promise.resolve(work()),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new DatabaseUnavailable()), PROBE_TIMEOUT_MS);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface BreakerOptions {
   /** How long calls are refused at once after the database was found away, before one is let through to try (ms). */
   retryMs?: number;
@@ -81,9 +98,15 @@ export class DatabaseBreaker {
     return !this.breaker.closed;
   }
 
-  /** Run `work` unless the breaker is open; its outcome counts towards the breaker's state. */
+  /**
+   * Run `work` unless the breaker is open; its outcome counts towards the breaker's state. The
+   * call that tries the database after an outage (the breaker half-open) fails after
+   * `PROBE_TIMEOUT_MS` if it has no answer by then, so that a try stuck on a dead connection
+   * does not keep the breaker from trying again.
+   */
   async run<T>(work: () => PromiseLike<T>): Promise<T> {
     try {
+      if (this.breaker.halfOpen) return (await this.breaker.fire(() => withinProbeTime(work))) as T;
       return (await this.breaker.fire(work)) as T;
     } catch (error) {
       if ((error as { code?: string }).code === 'EOPENBREAKER') throw new DatabaseUnavailable();

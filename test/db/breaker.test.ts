@@ -55,6 +55,21 @@ t.test('the breaker refuses at once while the database is away, tries again, and
   t.same(lines, ['warn database unavailable: answering 503 database_unavailable until it is back', 'info database available again'], 'one line when it opened, one when it closed');
 });
 
+t.test('a try after an outage that hangs counts as failed after 2 s, and the next one is let through', async (t) => {
+  const breaker = new DatabaseBreaker({ retryMs: 100 });
+  t.teardown(() => breaker.shutdown());
+  for (let i = 0; i < 2; i++) await t.rejects(breaker.run(async () => Promise.reject(lost('ECONNREFUSED'))));
+  t.equal(breaker.open, true);
+  await sleep(150);
+  const started = Date.now();
+  await t.rejects(breaker.run(() => new Promise(() => {})), DatabaseUnavailable, 'the try that never answers is given up');
+  const waited = Date.now() - started;
+  t.ok(waited >= 1900 && waited < 4000, `after ${waited} ms`);
+  await sleep(150);
+  t.equal(await breaker.run(async () => 'rows'), 'rows', 'the next try is let through and closes it');
+  t.equal(breaker.open, false);
+});
+
 t.test('a request that meets the database away is answered 503 database_unavailable with Retry-After', async (t) => {
   const app = await buildTestApp(t, 'pglite', {
     env: { REQUEST_TIMEOUT_MS: '1000' },
