@@ -128,28 +128,20 @@ export class AuditWriter {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.options.maxBatch);
+      const queued = this.queue.splice(0, this.options.maxBatch);
       if (this.headUncertain) {
         try {
           await this.readHead();
         } catch (error) {
-          this.logFailure(error, batch.length);
-          for (const pending of batch) pending.reject(new AuditUnavailable());
+          this.logFailure(error, queued.length);
+          for (const pending of queued) pending.reject(new AuditUnavailable());
           continue;
         }
       }
-      let seq = this.seq;
-      let prev = this.head;
-      const records = batch.map(({ record }) => {
-        seq += 1;
-        record.seq = seq;
-        record.prev_hash = prev;
-        record.hash = recordHash(record);
-        prev = record.hash;
-        return record;
-      });
+      const { batch, seq, head } = this.chained(queued);
+      if (batch.length === 0) continue;
       try {
-        await this.db.execute(insertBatch(records));
+        await this.db.execute(insertBatch(batch.map(({ record }) => record)));
       } catch (error) {
         this.headUncertain = true;
         this.logFailure(error, batch.length);
@@ -157,15 +149,42 @@ export class AuditWriter {
         continue;
       }
       this.seq = seq;
-      this.head = prev;
+      this.head = head;
       this.written += batch.length;
       this.sinceCheckpoint += batch.length;
-      batch.forEach((pending, index) => pending.resolve(records[index]?.id as string));
+      for (const { record, resolve } of batch) resolve(record.id);
       if (this.sinceCheckpoint >= this.options.checkpointEvery) {
         // The records are committed; a failed signature is retried after the next batch.
         await this.checkpoint().catch((err) => this.log.error({ err }, 'audit checkpoint failed'));
       }
     }
+  }
+
+  /**
+   * Give each queued record its place in the chain after the head. A record that cannot be hashed
+   * (text canonical JSON refuses, such as a lone surrogate) is refused alone, and the rest chain
+   * on without it, instead of failing every request of its batch.
+   */
+  private chained(queued: Pending[]): { batch: Pending[]; seq: number; head: string } {
+    let seq = this.seq;
+    let head = this.head;
+    const batch: Pending[] = [];
+    for (const pending of queued) {
+      const record = pending.record;
+      record.seq = seq + 1;
+      record.prev_hash = head;
+      try {
+        record.hash = recordHash(record);
+      } catch (error) {
+        this.log.error({ err: error, request_id: record.request_id }, 'an audit record could not be hashed; its request is answered 503');
+        pending.reject(new AuditUnavailable());
+        continue;
+      }
+      seq = record.seq;
+      head = record.hash;
+      batch.push(pending);
+    }
+    return { batch, seq, head };
   }
 
   /**

@@ -244,3 +244,21 @@ forEachDriver(t, 'an insert whose acknowledgement was lost: the chain goes on fr
   const report = await verifyDatabase(app.db);
   t.ok(report.ok, 'the chain verifies');
 });
+
+forEachDriver(t, 'a record that cannot be hashed is refused alone; the others of its batch are written', async (t, driver) => {
+  const database = await freshDatabase(t, driver);
+  const app = await buildTestApp(t, driver, { database });
+  const writer = new AuditWriter(app.db, app.keys, app.log, { maxBatch: 100, checkpointEvery: 1000, checkpointSeconds: 3600 });
+  await writer.start('unhashable');
+  // One batch: queued in the same tick. A lone surrogate is text canonical JSON refuses.
+  const results = await Promise.allSettled([
+    writer.record({ action: 'records.read', outcome: 'allowed', purpose: 'a' }),
+    writer.record({ action: 'records.read', outcome: 'allowed', purpose: 'b\ud800' }),
+    writer.record({ action: 'records.read', outcome: 'allowed', purpose: 'c' }),
+  ]);
+  t.same(results.map((result) => result.status), ['fulfilled', 'rejected', 'fulfilled']);
+  await writer.close();
+  const rows = await app.db.select({ seq: auditEvents.seq, purpose: auditEvents.purpose }).from(auditEvents).where(eq(auditEvents.chainId, writer.chainId)).orderBy(auditEvents.seq);
+  t.same(rows.map((row) => [Number(row.seq), row.purpose]), [[1, 'a'], [2, 'c']], 'the others chained on without it');
+  t.ok((await verifyDatabase(app.db)).ok, 'the chain verifies');
+});
