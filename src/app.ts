@@ -93,7 +93,7 @@ export async function buildApp(config: Config, options: BuildOptions) {
     clientErrorHandler,
     frameworkErrors: routerErrorHandler,
     // The longest path parameter a route takes: a record key (200, composite keys joined with ~).
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
     // Plugins load keys, grants and the audit chain's head, and apply audit retention: seconds
     // on a busy database, more on a big one.
     pluginTimeout: 300_000,
