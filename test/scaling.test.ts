@@ -3,7 +3,7 @@ import t from 'tap';
 import { sql } from 'drizzle-orm';
 import { openDatabase, rowsOf } from '../src/db/index.js';
 import { testDrivers } from './helpers/app.js';
-import { basic, cli, demoDatabase, stop, tokenAt, verifyAt, within } from './helpers/demo-gateways.js';
+import { basic, cli, demoDatabase, revokeAt, stop, tokenAt, verifyAt, within } from './helpers/demo-gateways.js';
 import { freePort, startGateway } from './helpers/server.js';
 
 // Gateways in processes of their own on one PostgreSQL and one Redis: two instances, then
@@ -29,11 +29,7 @@ t.test('two instances on one PostgreSQL and Redis act as one gateway', { skip: n
   t.same(await verified.json(), { verdict: 'match', fields: { name: 'match', id_number: 'match', school: 'match' } });
 
   // A revocation made through A is refused by B within a second.
-  const revoke = await fetch(`${a.url}/oauth/revoke`, {
-    method: 'POST',
-    headers: { authorization: basic(credentials.consumer), 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token }).toString(),
-  });
+  const revoke = await revokeAt(a, credentials.consumer, token);
   t.equal(revoke.status, 200);
   const refusedAfter = await within(1_000, async () => (await verifyAt(b, token)).status === 401);
   t.ok(refusedAfter !== undefined, `B refuses the revoked token ${refusedAfter} ms after A revoked it (within 1 s)`);

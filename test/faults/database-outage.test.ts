@@ -4,7 +4,7 @@ import postgres from 'postgres';
 import { rssOf, treeCpuMs } from '../../bench/lib.js';
 import { openDatabase } from '../../src/db/index.js';
 import { testDrivers } from '../helpers/app.js';
-import { accessToken, basic, committedRecords, cli, demoDatabase, driveLoad, stop, verifyAt, within, type Answer } from '../helpers/demo-gateways.js';
+import { accessToken, cli, committedRecords, demoDatabase, driveLoad, revokeAt, stop, verifyAt, within, type Answer } from '../helpers/demo-gateways.js';
 import { freePort, startGateway } from '../helpers/server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -95,11 +95,7 @@ t.test('PostgreSQL away for 12 s under load, then back', { skip: needsPostgres }
 
   // A revocation made through B after the outage reaches A: its LISTEN is back.
   t.equal((await verifyAt(a, token)).status, 200, 'A answers the token again');
-  const revoke = await fetch(`${b.url}/oauth/revoke`, {
-    method: 'POST',
-    headers: { authorization: basic(credentials.consumer), 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token }).toString(),
-  });
+  const revoke = await revokeAt(b, credentials.consumer, token);
   t.equal(revoke.status, 200);
   const refusedAfter = await within(1_000, async () => (await verifyAt(a, token)).status === 401);
   t.ok(refusedAfter !== undefined, `A refuses the token ${refusedAfter} ms after B revoked it (within 1 s)`);

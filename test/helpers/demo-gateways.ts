@@ -44,6 +44,15 @@ export async function accessToken(gateway: { url: string }, client: { client_id:
   return ((await response.json()) as { access_token: string }).access_token;
 }
 
+/** RFC 7009 revocation of `token` by the client it was issued to. */
+export async function revokeAt(gateway: { url: string }, client: { client_id: string; client_secret: string }, token: string) {
+  return fetch(`${gateway.url}/oauth/revoke`, {
+    method: 'POST',
+    headers: { authorization: basic(client), 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token }).toString(),
+  });
+}
+
 export async function verifyAt(gateway: { url: string }, token: string, signal?: AbortSignal) {
   return fetch(`${gateway.url}/v1/resources/330000-EDU-00001/verify`, {
     method: 'POST',
