@@ -27,3 +27,21 @@ t.test('every route is tagged and answers with declared schemas', async (t) => {
     t.ok(Object.keys(operation.responses ?? {}).some((status) => status.startsWith('2')), `${name} declares a 2xx`);
   }
 });
+
+t.test('every error answer is declared as application/problem+json, as it is sent', async (t) => {
+  const document = parse(generated) as {
+    paths: Record<string, Record<string, { responses?: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }> }>>;
+  };
+  let declared = 0;
+  for (const [path, methods] of Object.entries(document.paths)) {
+    for (const [method, operation] of Object.entries(methods)) {
+      for (const [status, response] of Object.entries(operation.responses ?? {})) {
+        if (Number(status) < 400) continue;
+        const types = Object.keys(response.content ?? {});
+        t.ok(types.includes('application/problem+json') && !types.includes('application/json'), `${method.toUpperCase()} ${path} ${status}: ${types.join(', ')}`);
+        declared += 1;
+      }
+    }
+  }
+  t.ok(declared > 50, `${declared} error answers declared`);
+});

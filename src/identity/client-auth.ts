@@ -6,6 +6,7 @@ import { clients, usedClientAssertions } from '../db/schema.js';
 import { LRUCache } from 'lru-cache';
 import { findClient, type Client } from './clients.js';
 import type { ClientSecrets } from './secrets.js';
+import { credentialsIn } from '../plugins/authorization.js';
 
 /**
  * RFC 6749 §5.2 errors, sent as problem+json that also carries `error` and `error_description`.
@@ -81,9 +82,9 @@ export class ClientDirectory {
 
 
 function basicCredentials(request: FastifyRequest): { id: string; secret: string } | undefined {
-  const header = request.headers.authorization;
-  if (!header?.startsWith('Basic ')) return undefined;
-  const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+  const encoded = credentialsIn(request.headers.authorization, 'Basic');
+  if (encoded === undefined) return undefined;
+  const decoded = Buffer.from(encoded, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon < 0) throw new OAuthError('invalid_client', 'The Basic credentials are malformed.', 401);
   // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.

@@ -3,6 +3,7 @@ import formbody from '@fastify/formbody';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TypedApp } from '../plugins/typed-app.js';
+import { credentialsIn } from '../plugins/authorization.js';
 import { decodeJwt } from 'jose';
 import Type from 'typebox';
 import { decodeCursor, page } from '../pagination.js';
@@ -358,9 +359,8 @@ export async function identityRoutes(parent: FastifyInstance, options: IdentityR
     timeWindow: 60_000,
     keyGenerator: (request) => {
       const body = (request.body ?? {}) as Record<string, string | undefined>;
-      const basic = request.headers.authorization?.startsWith('Basic ')
-        ? Buffer.from(request.headers.authorization.slice(6), 'base64').toString('utf8').split(':')[0]
-        : undefined;
+      const encoded = credentialsIn(request.headers.authorization, 'Basic');
+      const basic = encoded === undefined ? undefined : Buffer.from(encoded, 'base64').toString('utf8').split(':')[0];
       let assertionSubject: string | undefined;
       try {
         assertionSubject = body.client_assertion ? decodeJwt(body.client_assertion).sub : undefined;

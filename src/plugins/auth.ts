@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
+import { credentialsIn } from './authorization.js';
 
 /** Who is calling, once their token has been verified. Anonymous callers have no Caller. */
 export type Caller =
@@ -75,9 +76,10 @@ async function auth(app: FastifyInstance) {
   app.addHook('onRequest', async (request) => {
     const header = request.headers.authorization;
     if (header === undefined || request.routeOptions.config.bearer === false) return;
-    const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/.exec(header);
-    if (!match) throw new TokenProblem('token_invalid', 'The Authorization header is not a Bearer token.');
-    request.caller = await verify(match[1] as string, request);
+    const token = credentialsIn(header, 'Bearer');
+    // RFC 6750 §2.1: b64token.
+    if (token === undefined || !/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) throw new TokenProblem('token_invalid', 'The Authorization header is not a Bearer token.');
+    request.caller = await verify(token, request);
   });
 
   /** Any one of the scopes given is enough. */

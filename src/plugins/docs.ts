@@ -18,6 +18,26 @@ export const openapiInfo = {
   license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
 };
 
+type Content = Record<string, { schema?: { $ref?: string } }>;
+interface OpenApiDocument {
+  paths?: Record<string, Record<string, { responses?: Record<string, { content?: Content }> }>>;
+}
+
+/** Every response whose schema is the Problem is declared as application/problem+json. */
+export function problemsAsProblemJson<T extends OpenApiDocument>(document: T): T {
+  for (const operations of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(operations)) {
+      for (const response of Object.values(operation.responses ?? {})) {
+        const json = response.content?.['application/json'];
+        if (!response.content || json?.schema?.$ref !== '#/components/schemas/Problem') continue;
+        const { 'application/json': _json, ...others } = response.content;
+        response.content = { 'application/problem+json': json, ...others };
+      }
+    }
+  }
+  return document;
+}
+
 /** The OpenAPI document is generated from the route schemas: GET /openapi.json, the UI at /docs. */
 async function docs(app: FastifyInstance, { publicUrl }: DocsOptions) {
   await app.register(swagger, {
@@ -45,6 +65,10 @@ async function docs(app: FastifyInstance, { publicUrl }: DocsOptions) {
         },
       },
     },
+    // Error answers are sent as application/problem+json (RFC 9457 §3): say so in the document,
+    // while each route's schema stays the one Fastify serialises with.
+    transformObject: (document) =>
+      'openapiObject' in document ? problemsAsProblemJson(document.openapiObject as OpenApiDocument) : document.swaggerObject,
     refResolver: {
       // Shared schemas keep their $id as the component name (#/components/schemas/Problem).
       buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`),

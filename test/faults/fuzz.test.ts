@@ -203,10 +203,11 @@ async function setUpWorld(t: Test, driver: Driver) {
       'basic-no-colon': `Basic ${Buffer.from('nocolon').toString('base64')}`,
       'basic-garbage': 'Basic !!!',
     },
-    verifying: new Set(['admin', 'consumer', 'edu', 'amr', 'supervisor', 'other', 'citizen']),
+    // `bearer …` is the consumer's token: the scheme is matched without regard to case.
+    verifying: new Set(['admin', 'consumer', 'bearer-lower-case', 'edu', 'amr', 'supervisor', 'other', 'citizen']),
     byScope: new Map(),
   };
-  for (const [label, scopes] of [['admin', ['admin']], ['consumer', ['records:read', 'records:verify', 'applications:write', 'catalog:read']], ['edu', ['grants:manage']], ['amr', ['grants:manage', 'catalog:read']], ['supervisor', ['audit:read']], ['other', ['applications:write', 'records:read']]] as const) {
+  for (const [label, scopes] of [['admin', ['admin']], ['consumer', ['records:read', 'records:verify', 'applications:write', 'catalog:read']], ['bearer-lower-case', ['records:read', 'records:verify', 'applications:write', 'catalog:read']], ['edu', ['grants:manage']], ['amr', ['grants:manage', 'catalog:read']], ['supervisor', ['audit:read']], ['other', ['applications:write', 'records:read']]] as const) {
     for (const scope of scopes) credentials.byScope.set(scope, [...(credentials.byScope.get(scope) ?? []), label]);
   }
 

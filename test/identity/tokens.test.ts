@@ -69,6 +69,26 @@ forEachDriver(t, 'token endpoint', async (t, driver) => {
     t.equal((await callWith(app, body.access_token)).json().items[0].code, '330000-EDU-00001', 'the token opens a protected view');
   });
 
+  t.test('authentication schemes are matched without regard to case (RFC 9110 §11.1)', async (t) => {
+    const basic = Buffer.from(`${id}:${secret}`).toString('base64');
+    const issued = await app.inject({
+      method: 'POST',
+      url: '/oauth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `basic ${basic}` },
+      payload: 'grant_type=client_credentials',
+    });
+    t.equal(issued.statusCode, 200, '`basic` is Basic');
+    const token = issued.json().access_token as string;
+    for (const header of [`bearer ${token}`, `BEARER  ${token}`]) {
+      const response = await app.inject({ url: '/v1/catalog/resources?q=%E5%AD%A6%E7%B1%8D', headers: { authorization: header } });
+      t.equal(response.statusCode, 200, `${header.split(' ')[0]} is Bearer`);
+    }
+    for (const header of [`Token ${token}`, `Bearer${token}`, `Bearer ${token} extra`, 'Bearer ']) {
+      const response = await app.inject({ url: '/v1/catalog/resources', headers: { authorization: header } });
+      assertProblem(t, response, 401, 'token_invalid');
+    }
+  });
+
   t.test('client_secret_post works too, and scope narrows but never widens', async (t) => {
     const post = await app.inject({
       method: 'POST',
