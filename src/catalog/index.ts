@@ -9,7 +9,8 @@ import { SyncReportView } from './schemas.js';
 import { defaultCatalogDir, syncCatalogDir } from './service.js';
 
 export { catalogVisibility } from './routes.js';
-export { findResource, openCatalog } from './repository.js';
+export { findAgency, findResource, listAgencies, openCatalog, resourceHistory, type Facets, type StoredResource } from './repository.js';
+export type { CatalogIndex, SearchResult } from './search.js';
 export { defaultCatalogDir, formatCatalogError, loadCatalog, syncCatalogDir } from './service.js';
 export type { Agency, Catalog, DataItem, Resource } from '../model/catalog.js';
 

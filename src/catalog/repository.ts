@@ -13,6 +13,9 @@ export interface ResourceSearch {
   sharing?: string;
   open?: string;
   keyword?: string;
+  /** The kind of resource (database, spreadsheet, …) and its update cycle: the portal's facets. */
+  format?: string;
+  update_cycle?: string;
   limit: number;
   after?: ResourceCursor;
   visibility: Visibility;
@@ -35,6 +38,8 @@ export interface Facets {
   theme: Record<string, number>;
   sharing: Record<string, number>;
   open: Record<string, number>;
+  format: Record<string, number>;
+  update_cycle: Record<string, number>;
 }
 
 /** What a StoredResource is made of: the resource and its provider's names. */

@@ -89,7 +89,7 @@ const counts = Type.Record(Type.String(), Type.Integer());
 
 export const ResourceList = Type.Object({
   items: Type.Array(Type.Ref('ResourceSummary')),
-  facets: Type.Object({ provider: counts, theme: counts, sharing: counts, open: counts }),
+  facets: Type.Object({ provider: counts, theme: counts, sharing: counts, open: counts, format: counts, update_cycle: counts }),
   next_cursor: Type.Union([Type.String(), Type.Null()]),
 });
 
@@ -127,6 +127,8 @@ export const SearchQuery = Type.Object(
     sharing: Type.Optional(literalUnion(sharingTypes, 'Sharing attribute')),
     open: Type.Optional(literalUnion(openTypes, 'Open attribute')),
     keyword: Type.Optional(Type.String({ maxLength: 50 })),
+    format: Type.Optional(literalUnion(resourceFormats, 'Resource format')),
+    update_cycle: Type.Optional(literalUnion(updateCycles, 'Update cycle')),
     limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
     cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page' })),
   },

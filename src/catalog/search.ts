@@ -71,7 +71,9 @@ export class CatalogIndex {
         (!search.theme || document.theme === search.theme) &&
         (!search.sharing || document.sharing.type === search.sharing) &&
         (!search.open || document.open.type === search.open) &&
-        (!search.keyword || document.keywords.includes(search.keyword))
+        (!search.keyword || document.keywords.includes(search.keyword)) &&
+        (!search.format || document.format === search.format) &&
+        (!search.update_cycle || document.update_cycle === search.update_cycle)
       );
     });
     const ranked = matching.map((entry) => ({ ...entry.stored, rank: rankOf(entry, terms) }));
@@ -128,13 +130,15 @@ function rankOf(entry: Entry, terms: string[]): number {
 }
 
 function facetsOf(entries: Entry[]): Facets {
-  const facets: Facets = { provider: {}, theme: {}, sharing: {}, open: {} };
+  const facets: Facets = { provider: {}, theme: {}, sharing: {}, open: {}, format: {}, update_cycle: {} };
   const add = (counts: Record<string, number>, key: string) => (counts[key] = (counts[key] ?? 0) + 1);
   for (const { stored } of entries) {
     add(facets.provider, stored.document.provider);
     add(facets.theme, stored.document.theme);
     add(facets.sharing, stored.document.sharing.type);
     add(facets.open, stored.document.open.type);
+    add(facets.format, stored.document.format);
+    add(facets.update_cycle, stored.document.update_cycle);
   }
   return facets;
 }

@@ -8,14 +8,21 @@ import { defineProblem } from '../errors.js';
 import { DownloadFiles } from './files.js';
 import { openRoutes } from './routes.js';
 
-export { DownloadFiles } from './files.js';
-export { allDatasets, findDataset } from './datasets.js';
+import { RecordTotals } from './totals.js';
+
+export { DownloadFiles, fileFormatsOf } from './files.js';
+export { allDatasets, findDataset, lastModified, listDatasets, openView, stampOf, termsOf, type Dataset } from './datasets.js';
+export { MAX_OPEN_PAGE, parseOpenQuery, recordsPage, fitsOrder, type OpenQuery } from './query.js';
+export { coordinates, formatInfo, fileFormats, type FileFormat } from './formats.js';
+export { RecordTotals } from './totals.js';
 
 export const RateLimited = defineProblem<[number, string, string]>('rate_limited', 'Rate limit exceeded: %d requests a minute for %s; retry in %s.', 429);
 
 declare module 'fastify' {
   interface FastifyInstance {
     downloads: DownloadFiles;
+    /** Totals of records queries, counted once per dataset content and filter (the API's and the portal's). */
+    recordTotals: RecordTotals;
   }
 }
 
@@ -33,6 +40,8 @@ function rateKey(request: FastifyRequest): string {
 async function open(app: FastifyInstance, { config }: { config: Config }) {
   const files = new DownloadFiles(config.OPEN_DATA_DIR, app.database, config.OPEN_FETCH_ROWS, app.background.signal);
   app.decorate('downloads', files);
+  const totals = new RecordTotals(app.db);
+  app.decorate('recordTotals', totals);
 
   const redis = app.redis;
 
@@ -85,6 +94,7 @@ async function open(app: FastifyInstance, { config }: { config: Config }) {
       });
       await scope.register(openRoutes, {
         files,
+        totals,
         publicUrl: publicUrl(config),
         fetchRows: config.OPEN_FETCH_ROWS,
         prebuild: config.OPEN_PREBUILD,

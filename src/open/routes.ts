@@ -4,8 +4,6 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TypedApp } from '../plugins/typed-app.js';
-import canonicalize from 'canonicalize';
-import { LRUCache } from 'lru-cache';
 import rangeParser from 'range-parser';
 import Type from 'typebox';
 import { datasetFormats } from '../catalog/dcat.js';
@@ -15,7 +13,8 @@ import { decodeCursor, page } from '../pagination.js';
 import { acceptTerms, findDataset, hasAccepted, lastModified, listDatasets, stampOf, termsOf, type Dataset } from './datasets.js';
 import { DownloadFiles, fileFormatsOf } from './files.js';
 import { coordinates, fileFormats, formatInfo, recordStream, type FileFormat } from './formats.js';
-import { countRecords, fitsOrder, MAX_OPEN_PAGE, parseOpenQuery, recordsPage, type OpenQuery } from './query.js';
+import type { RecordTotals } from './totals.js';
+import { fitsOrder, MAX_OPEN_PAGE, parseOpenQuery, recordsPage } from './query.js';
 import { noneMatch } from '../plugins/etag.js';
 import { howToSendText } from '../plugins/text-headers.js';
 
@@ -202,6 +201,7 @@ function acceptsGzip(request: FastifyRequest): boolean {
 
 export interface OpenRouteOptions {
   files: DownloadFiles;
+  totals: RecordTotals;
   publicUrl: string;
   fetchRows: number;
   prebuild: boolean;
@@ -398,22 +398,8 @@ function termsRoutes(app: TypedApp) {
   );
 }
 
-/**
- * GET …/records: select, where, order and keyset pages. The total of an unfiltered page is the
- * dataset's row count (its records change only by an import); a filter's total is counted once per
- * dataset content (stamp) and filter, then kept, so that paging does not count again and again.
- */
-function recordsRoute(app: TypedApp) {
-  const totals = new LRUCache<string, { total: number; exact: boolean }>({ max: 10_000 });
-  const totalOf = async (dataset: Dataset, query: OpenQuery) => {
-    if (query.where.length === 0) return { total: dataset.rows, exact: true };
-    const key = `${dataset.resource.code}@${stampOf(dataset)}:${canonicalize(query.filter)}`;
-    const known = totals.get(key);
-    if (known) return known;
-    const counted = await countRecords(app.db, dataset.resource, query.where);
-    totals.set(key, counted);
-    return counted;
-  };
+/** GET …/records: select, where, order and keyset pages, with their total (RecordTotals). */
+function recordsRoute(app: TypedApp, totals: RecordTotals) {
   app.get(
     '/v1/open/datasets/:code/records',
     {
@@ -460,7 +446,7 @@ function recordsRoute(app: TypedApp) {
         );
         after = position.k;
       }
-      const [result, count] = await Promise.all([recordsPage(app.db, resource, query, request.query.limit, after), totalOf(dataset, query)]);
+      const [result, count] = await Promise.all([recordsPage(app.db, resource, query, request.query.limit, after), totals.of(dataset, query)]);
       request.auditDetails = { ...request.auditDetails, fields: query.fields, row_count: result.items.length };
       return page(
         request,
@@ -584,6 +570,6 @@ export async function openRoutes(parent: FastifyInstance, options: OpenRouteOpti
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
   datasetRoutes(app, options);
   termsRoutes(app);
-  recordsRoute(app);
+  recordsRoute(app, options.totals);
   downloadRoute(app, options);
 }

@@ -21,6 +21,8 @@ function queries(resources: Resource[]): Query[] {
   for (const value of new Set(resources.map((r) => r.sharing.type))) out.push({ sharing: value });
   for (const value of new Set(resources.map((r) => r.open.type))) out.push({ open: value, q: '数据' });
   for (const value of [...new Set(resources.flatMap((r) => r.keywords))].slice(0, 10)) out.push({ keyword: value });
+  for (const value of new Set(resources.map((r) => r.format))) out.push({ format: value });
+  for (const value of new Set(resources.map((r) => r.update_cycle))) out.push({ update_cycle: value, q: '数据' });
   return out;
 }
 

@@ -48,6 +48,8 @@ function filters(search: Omit<ResourceSearch, 'limit' | 'after'>): SQL | undefin
   if (search.sharing) conditions.push(eq(resources.sharing, search.sharing));
   if (search.open) conditions.push(eq(resources.open, search.open));
   if (search.keyword) conditions.push(sql`${search.keyword} = any(${resources.keywords})`);
+  if (search.format) conditions.push(sql`${resources.document}->>'format' = ${search.format}`);
+  if (search.update_cycle) conditions.push(sql`${resources.document}->>'update_cycle' = ${search.update_cycle}`);
   return and(...conditions);
 }
 
@@ -73,21 +75,26 @@ export async function searchResourcesInDatabase(db: Db, search: ResourceSearch) 
   return { items: page, next, facets: await facetCounts(db, where) };
 }
 
-/** Counts by provider, theme, sharing and open attribute over the filtered set, in one query. */
+/** Counts by provider, theme, sharing and open attribute, kind and update cycle over the filtered set, in one query. */
 async function facetCounts(db: Db, where: SQL | undefined): Promise<Facets> {
+  const format = sql`(${resources.document}->>'format')`;
+  const cycle = sql`(${resources.document}->>'update_cycle')`;
   const result = await db.execute(sql`
     select ${resources.provider} as provider, ${resources.theme} as theme, ${resources.sharing} as sharing,
-           ${resources.open} as open, grouping(${resources.provider}) as gp, grouping(${resources.theme}) as gt,
-           grouping(${resources.sharing}) as gs, count(*)::int as n
+           ${resources.open} as open, ${format} as format, ${cycle} as update_cycle,
+           grouping(${resources.provider}) as gp, grouping(${resources.theme}) as gt,
+           grouping(${resources.sharing}) as gs, grouping(${resources.open}) as go, grouping(${format}) as gf, count(*)::int as n
     from ${resources} where ${where}
-    group by grouping sets ((${resources.provider}), (${resources.theme}), (${resources.sharing}), (${resources.open}))`);
-  const facets: Facets = { provider: {}, theme: {}, sharing: {}, open: {} };
-  type FacetRow = { provider: string; theme: string; sharing: string; open: string; gp: number; gt: number; gs: number; n: number };
+    group by grouping sets ((${resources.provider}), (${resources.theme}), (${resources.sharing}), (${resources.open}), (${format}), (${cycle}))`);
+  const facets: Facets = { provider: {}, theme: {}, sharing: {}, open: {}, format: {}, update_cycle: {} };
+  type FacetRow = { provider: string; theme: string; sharing: string; open: string; format: string; update_cycle: string; gp: number; gt: number; gs: number; go: number; gf: number; n: number };
   for (const row of rowsOf<FacetRow>(result)) {
     if (!row.gp) facets.provider[row.provider] = row.n;
     else if (!row.gt) facets.theme[row.theme] = row.n;
     else if (!row.gs) facets.sharing[row.sharing] = row.n;
-    else facets.open[row.open] = row.n;
+    else if (!row.go) facets.open[row.open] = row.n;
+    else if (!row.gf) facets.format[row.format] = row.n;
+    else facets.update_cycle[row.update_cycle] = row.n;
   }
   return facets;
 }
