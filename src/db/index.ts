@@ -55,6 +55,12 @@ export interface Database {
    */
   listen(channel: string, onPayload: (payload: string) => void, onRelisten?: () => void): Promise<() => Promise<void>>;
   notify(channel: string, payload: string): Promise<void>;
+  /**
+   * Whether this process hears announcements right now: a NOTIFY on a channel of its own comes
+   * back within a second (PostgreSQL; PGlite's are in this process). A readiness check, since a
+   * process that does not hear revocations must not take traffic.
+   */
+  hearsNotifications(): Promise<boolean>;
   poolStats(): Promise<PoolStats>;
   /**
    * Hold a lock named `key` until the function it resolves to is called, or until this process
@@ -163,16 +169,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       return migrationStatus(db);
     },
     migrationStatus: () => migrationStatus(db),
-    async listen(channel, onPayload, onRelisten) {
-      // postgres.js listens again by itself once a lost connection is back; what was announced
-      // meanwhile is lost, so the caller is told to catch up.
-      let listened = false;
-      const subscription = await client.listen(channel, onPayload, () => {
-        if (listened) onRelisten?.();
-        listened = true;
-      });
-      return () => subscription.unlisten();
-    },
+    ...postgresNotifications(client, breaker, applicationName, options.logger),
     async notify(channel, payload) {
       await breaker.run(() => client.notify(channel, payload));
     },
@@ -216,6 +213,76 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     },
   };
 }
+
+/** LISTEN on PostgreSQL, and the echo that shows this process hears NOTIFY now. */
+function postgresNotifications(
+  client: import('postgres').Sql,
+  breaker: DatabaseBreaker,
+  applicationName: string,
+  logger: OpenDatabaseOptions['logger'],
+): Pick<Database, 'listen' | 'hearsNotifications'> {
+  // This process's own channel, whose NOTIFY must come back: proof that LISTEN works now.
+  const echoChannel = applicationName.replaceAll('-', '_');
+  const echoes = new Map<string, () => void>();
+  let echo: Promise<void> | undefined;
+  return {
+    async listen(channel, onPayload, onRelisten) {
+      // postgres.js listens again by itself once a lost connection is back; what was announced
+      // meanwhile is lost, so the caller is told to catch up. While the server is away it queues
+      // one more LISTEN for every failed try, and all of them succeed together when it is back:
+      // those are one relisten (one catch-up, one log line), not dozens.
+      let listened = false;
+      let relistening: NodeJS.Timeout | undefined;
+      const subscription = await client.listen(channel, onPayload, () => {
+        if (!listened) {
+          listened = true;
+          return;
+        }
+        if (relistening) return;
+        relistening = setTimeout(() => {
+          relistening = undefined;
+          logger?.info({ channel }, 'listening again after the connection was lost');
+          onRelisten?.();
+        }, RELISTEN_COALESCE_MS);
+        relistening.unref();
+      });
+      return async () => {
+        clearTimeout(relistening);
+        await subscription.unlisten();
+      };
+    },
+    async hearsNotifications() {
+      echo ??= client.listen(echoChannel, (token: string) => echoes.get(token)?.()).then(
+        () => undefined,
+        (error: unknown) => {
+          echo = undefined;
+          throw error;
+        },
+      );
+      await echo;
+      const token = randomUUID();
+      const heard = new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), ECHO_WITHIN_MS);
+        timer.unref();
+        echoes.set(token, () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+      try {
+        await breaker.run(() => client.notify(echoChannel, token));
+        return await heard;
+      } finally {
+        echoes.delete(token);
+      }
+    },
+  };
+}
+
+/** The LISTENs queued while the server was away come back within a few milliseconds of each other. */
+const RELISTEN_COALESCE_MS = 100;
+/** How long a process's own NOTIFY may take to come back before it counts as not heard. */
+const ECHO_WITHIN_MS = 1000;
 
 /** Seconds before the n-th attempt to reconnect: 0.1, 0.2, 0.4, then 0.5 at most, with jitter. */
 function reconnectBackoff(retries: number): number {
@@ -370,6 +437,7 @@ async function openPglite(url: string, options: OpenDatabaseOptions): Promise<Da
     },
     migrationStatus: () => migrationStatus(db),
     listen: (channel, onPayload) => client.listen(channel, onPayload),
+    hearsNotifications: async () => true,
     async notify(channel, payload) {
       await client.query('select pg_notify($1, $2)', [channel, payload]);
     },

@@ -27,6 +27,8 @@ async function healthPlugin(app: FastifyInstance) {
     await app.database.ping();
     return undefined;
   });
+  // A process that does not hear NOTIFY would accept revoked tokens and serve a stale catalog.
+  app.addReadinessCheck('notifications', async () => ((await app.database.hearsNotifications()) ? undefined : 'not listening'));
   app.addReadinessCheck('migrations', async () => {
     const { expected, applied } = await app.database.migrationStatus();
     return applied >= expected ? undefined : `${applied} of ${expected} migrations applied`;

@@ -1,3 +1,4 @@
+import { Agent, request } from 'undici';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -60,6 +61,31 @@ export async function verifyAt(gateway: { url: string }, token: string, signal?:
     body: JSON.stringify(VERIFY),
     ...(signal ? { signal } : {}),
   });
+}
+
+/**
+ * The status of a verify on a connection of its own: with workers, the primary hands each new
+ * connection to the next worker, so that asks on new connections reach every worker (asks on a
+ * kept-alive connection all go to the one worker that took it).
+ */
+export async function verifyOnNewConnectionAt(gateway: { url: string }, token: string): Promise<number> {
+  return statusOnNewConnection(`${gateway.url}/v1/resources/330000-EDU-00001/verify`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-purpose': PURPOSE },
+    body: JSON.stringify(VERIFY),
+  });
+}
+
+/** The status of one request on a connection of its own (see verifyOnNewConnectionAt). */
+export async function statusOnNewConnection(url: string, options: Omit<Parameters<typeof request>[1] & object, 'dispatcher'> = {}): Promise<number> {
+  const dispatcher = new Agent({ pipelining: 0 });
+  try {
+    const response = await request(url, { ...options, dispatcher });
+    await response.body.dump();
+    return response.statusCode;
+  } finally {
+    await dispatcher.close();
+  }
 }
 
 export async function readAt(gateway: { url: string }, token: string, signal?: AbortSignal) {
