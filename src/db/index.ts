@@ -225,6 +225,7 @@ function postgresNotifications(
   const echoChannel = applicationName.replaceAll('-', '_');
   const echoes = new Map<string, () => void>();
   let echo: Promise<void> | undefined;
+  let echoListening = false;
   return {
     async listen(channel, onPayload, onRelisten) {
       // postgres.js listens again by itself once a lost connection is back; what was announced
@@ -253,13 +254,18 @@ function postgresNotifications(
     },
     async hearsNotifications() {
       echo ??= client.listen(echoChannel, (token: string) => echoes.get(token)?.()).then(
-        () => undefined,
+        () => {
+          echoListening = true;
+        },
         (error: unknown) => {
           echo = undefined;
           throw error;
         },
       );
-      await echo;
+      // A first LISTEN made while the server is away waits for it (postgres.js queues it): the
+      // answer is "not heard" within the second, not a readiness check that hangs.
+      await settleWithin(echo, ECHO_WITHIN_MS);
+      if (!echoListening) return false;
       const token = randomUUID();
       const heard = new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), ECHO_WITHIN_MS);

@@ -54,13 +54,21 @@ export async function revokeAt(gateway: { url: string }, client: { client_id: st
   });
 }
 
+/** The verify the fault tests send: one student, with a token and a purpose. */
+function verifyRequest(gateway: { url: string }, token: string) {
+  return {
+    url: `${gateway.url}/v1/resources/330000-EDU-00001/verify`,
+    init: {
+      method: 'POST' as const,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-purpose': PURPOSE },
+      body: JSON.stringify(VERIFY),
+    },
+  };
+}
+
 export async function verifyAt(gateway: { url: string }, token: string, signal?: AbortSignal) {
-  return fetch(`${gateway.url}/v1/resources/330000-EDU-00001/verify`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-purpose': PURPOSE },
-    body: JSON.stringify(VERIFY),
-    ...(signal ? { signal } : {}),
-  });
+  const { url, init } = verifyRequest(gateway, token);
+  return fetch(url, { ...init, ...(signal ? { signal } : {}) });
 }
 
 /**
@@ -69,11 +77,8 @@ export async function verifyAt(gateway: { url: string }, token: string, signal?:
  * kept-alive connection all go to the one worker that took it).
  */
 export async function verifyOnNewConnectionAt(gateway: { url: string }, token: string): Promise<number> {
-  return statusOnNewConnection(`${gateway.url}/v1/resources/330000-EDU-00001/verify`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-purpose': PURPOSE },
-    body: JSON.stringify(VERIFY),
-  });
+  const { url, init } = verifyRequest(gateway, token);
+  return statusOnNewConnection(url, init);
 }
 
 /** The status of one request on a connection of its own (see verifyOnNewConnectionAt). */
