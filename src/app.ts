@@ -10,6 +10,7 @@ import audit from './audit/index.js';
 import catalog from './catalog/index.js';
 import exchange from './exchange/index.js';
 import open from './open/index.js';
+import portal from './portal/index.js';
 import identity from './identity/index.js';
 import auth from './plugins/auth.js';
 import { clientErrorHandler, routerErrorHandler } from './plugins/client-errors.js';
@@ -155,6 +156,8 @@ export async function buildApp(config: Config, options: BuildOptions) {
   await app.register(sharing, { config });
   await app.register(exchange);
   await app.register(open, { config });
+  // Pages for people, over the same services: registered last, as it answers the paths no API route took.
+  await app.register(portal, { config });
 
   return app;
 }

@@ -12,7 +12,7 @@ export { catalogVisibility } from './routes.js';
 export { findAgency, findResource, listAgencies, openCatalog, resourceHistory, type Facets, type StoredResource } from './repository.js';
 export type { CatalogIndex, SearchResult } from './search.js';
 export { defaultCatalogDir, formatCatalogError, loadCatalog, syncCatalogDir } from './service.js';
-export type { Agency, Catalog, DataItem, Resource } from '../model/catalog.js';
+export type { Agency, Catalog, ContactPoint, DataItem, Resource } from '../model/catalog.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

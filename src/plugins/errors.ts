@@ -68,7 +68,17 @@ declare module 'fastify' {
     /** Send an RFC 9457 problem for this request. */
     problem(status: number, code: string, detail: string, extensions?: Record<string, unknown>): FastifyReply;
   }
+  interface FastifyInstance {
+    /**
+     * Answer unrouted requests with a page instead of problem+json when `page` takes them (a
+     * browser asking for HTML): the portal's 404. Anything it declines stays problem+json.
+     */
+    setNotFoundPage(page: NotFoundPage): void;
+  }
 }
+
+/** Renders a 404 page and answers true, or answers false to leave the request to problem+json. */
+export type NotFoundPage = (request: FastifyRequest, reply: FastifyReply) => Promise<boolean>;
 
 interface ValidationIssue {
   instancePath: string;
@@ -140,8 +150,50 @@ function codeFor(error: FastifyError, status: number): string {
   return status >= 500 ? 'internal_error' : 'bad_request';
 }
 
+/** The problem details for a status, code and detail (what a page shows of an error, too). */
+export function problemFor(request: FastifyRequest, status: number, code: string, detail: string, extensions?: Record<string, unknown>): Problem {
+  return buildProblem(request, status, code, detail, extensions);
+}
+
 function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply {
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
+}
+
+/**
+ * The problem an error leaves as (logged as it deserves, its headers set on the reply): 5xx
+ * details go to the log with the request id; the client gets the id, never the cause. The API
+ * sends it as problem+json; the portal renders it as a page.
+ */
+export function problemOf(error: FastifyError & ProblemExtras, request: FastifyRequest, reply: FastifyReply): Problem {
+  // The database away (a lost connection, a server restarting, the breaker open) is a 503 to
+  // retry, never a 500. It is logged when the breaker opens and closes, not on every request.
+  if (isDatabaseUnavailable(error)) {
+    request.log.debug({ err: { message: error.message } }, 'database unavailable');
+    reply.header('retry-after', '2');
+    return buildProblem(request, 503, 'database_unavailable', 'The database cannot be reached just now, so this request is not answered; retry shortly.');
+  }
+  // The handler's time ran out while the body was still arriving: the caller was too slow.
+  if (error.code === 'FST_ERR_HANDLER_TIMEOUT' && request.raw.complete === false) {
+    return buildProblem(request, 408, 'request_timeout', 'The request did not arrive in full within REQUEST_TIMEOUT_MS.');
+  }
+  const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+  if (error.headers) reply.headers(error.headers);
+  if (status === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', '2');
+
+  if (status >= 500) {
+    request.log.error({ err: error }, 'request failed');
+    const code = status === 500 ? 'internal_error' : codeFor(error, status);
+    const detail =
+      status === 500 ? `The gateway could not complete this request; quote request id ${request.id}.` : error.message;
+    return buildProblem(request, status, code, detail, error.extensions);
+  }
+
+  request.log.info({ code: error.code, status }, error.message);
+  if (error.validation) {
+    const errors = fieldErrors(error.validationContext ?? 'body', error.validation as ValidationIssue[]);
+    return buildProblem(request, status, 'invalid_request', describeFieldErrors(errors), { ...error.extensions, errors });
+  }
+  return buildProblem(request, status, codeFor(error, status), error.message, error.extensions);
 }
 
 /**
@@ -158,50 +210,16 @@ async function errorsPlugin(app: FastifyInstance) {
     },
   );
 
-  app.setErrorHandler((error: FastifyError & ProblemExtras, request, reply) => {
-    // The database away (a lost connection, a server restarting, the breaker open) is a 503 to
-    // retry, never a 500. It is logged when the breaker opens and closes, not on every request.
-    if (isDatabaseUnavailable(error)) {
-      request.log.debug({ err: { message: error.message } }, 'database unavailable');
-      reply.header('retry-after', '2');
-      return sendProblem(
-        reply,
-        buildProblem(request, 503, 'database_unavailable', 'The database cannot be reached just now, so this request is not answered; retry shortly.'),
-      );
-    }
-    // The handler's time ran out while the body was still arriving: the caller was too slow.
-    if (error.code === 'FST_ERR_HANDLER_TIMEOUT' && request.raw.complete === false) {
-      return sendProblem(reply, buildProblem(request, 408, 'request_timeout', 'The request did not arrive in full within REQUEST_TIMEOUT_MS.'));
-    }
-    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
-    if (error.headers) reply.headers(error.headers);
-    if (status === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', '2');
+  app.setErrorHandler((error: FastifyError & ProblemExtras, request, reply) => sendProblem(reply, problemOf(error, request, reply)));
 
-    if (status >= 500) {
-      request.log.error({ err: error }, 'request failed');
-      const code = status === 500 ? 'internal_error' : codeFor(error, status);
-      const detail =
-        status === 500 ? `The gateway could not complete this request; quote request id ${request.id}.` : error.message;
-      return sendProblem(reply, buildProblem(request, status, code, detail, error.extensions));
-    }
-
-    request.log.info({ code: error.code, status }, error.message);
-    if (error.validation) {
-      const errors = fieldErrors(error.validationContext ?? 'body', error.validation as ValidationIssue[]);
-      return sendProblem(
-        reply,
-        buildProblem(request, status, 'invalid_request', describeFieldErrors(errors), { ...error.extensions, errors }),
-      );
-    }
-    return sendProblem(reply, buildProblem(request, status, codeFor(error, status), error.message, error.extensions));
+  let notFoundPage: NotFoundPage | undefined;
+  app.decorate('setNotFoundPage', (page: NotFoundPage) => {
+    notFoundPage = page;
   });
-
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      reply,
-      buildProblem(request, 404, 'not_found', `No route serves ${request.method} ${request.url.split('?')[0]}.`),
-    ),
-  );
+  app.setNotFoundHandler(async (request, reply) => {
+    if (notFoundPage && (await notFoundPage(request, reply))) return reply;
+    return sendProblem(reply, problemFor(request, 404, 'not_found', `No route serves ${request.method} ${request.url.split('?')[0]}.`));
+  });
 }
 
 export default fp(errorsPlugin, { name: 'errors', fastify: '5.x' });
