@@ -7,7 +7,7 @@ import { coordinates, fileFormatsOf, findDataset, formatInfo, lastModified, pars
 import type { Frame } from './frame.js';
 import { frameOf } from './frame.js';
 import { GRID_PAGE, GridQuery, previewOf, type Grid } from './grid.js';
-import { renderPage, wantsFragment, type PortalOptions } from './pages.js';
+import { answerPage, pageKey, wantsFragment, type PageRender, type PortalOptions } from './pages.js';
 
 const DatasetParams = Type.Object({ code: Type.String({ pattern: '^[0-9]{6}-[A-Z]{2,8}-[0-9]{5}$' }) });
 const DatasetQuery = Type.Object({ ...GridQuery, lang: Type.Optional(Type.String({ maxLength: 16 })) });
@@ -110,46 +110,60 @@ function contactOf(dataset: Dataset, agency: Agency | undefined): ContactPoint |
   return dataset.resource.contact_point ?? agency?.contact_point;
 }
 
-/** GET /datasets/:code: the dataset page (its preview grid alone for htmx, which swaps #preview). */
+/** The dataset page's template and data, and the audit details of the grid's reading. */
+async function renderDataset(app: FastifyInstance, options: PortalOptions, frame: Frame, dataset: Dataset, query: Static<typeof DatasetQuery>, fragment: boolean): Promise<PageRender> {
+  const r = dataset.resource;
+  const terms = termsOf(r);
+  const hosted = !r.upstream;
+  const readable = hosted && !terms;
+  const grid = readable ? await previewOf(app, dataset, frame, query) : undefined;
+  const audit = { resource: r.code, provider: r.provider, fields: grid?.columns.map((column) => column.item.name) ?? [], row_count: grid?.rows.length ?? 0 };
+  const answer = { lastModified: lastModified(dataset).toUTCString(), audit, ...(grid?.error ? { status: 400 } : {}) };
+  if (grid && fragment) return { ...answer, template: 'partials/grid.eta', data: { frame, dataset, grid, page: GRID_PAGE, examples: examplesOf(options.publicUrl, grid, r.code) } };
+  const { agencies } = await options.shelf.get();
+  const agency = agencies.get(r.provider);
+  const downloads = readable ? await downloadsOf(app, dataset) : [];
+  return {
+    ...answer,
+    template: 'dataset.eta',
+    data: {
+      frame,
+      title: frame.locale === 'en' ? r.title : r.name,
+      dataset,
+      agency,
+      contact: contactOf(dataset, agency),
+      terms,
+      hosted,
+      grid,
+      page: GRID_PAGE,
+      map: readable ? await mapOf(app, dataset) : undefined,
+      downloads,
+      examples: examplesOf(options.publicUrl, grid, r.code),
+      history: await historyOf(app, dataset),
+      schemaOrg: schemaOrg(dataset, agency, downloads, options.publicUrl, frame),
+      publicUrl: options.publicUrl,
+    },
+  };
+}
+
+/**
+ * GET /datasets/:code: the dataset page (its preview grid alone for htmx, which swaps #preview).
+ * The grid reads records: every answer is on the audit trail, as the records API's reads are,
+ * kept pages included (they are kept under the dataset's stamp, so they show its current records).
+ */
 export function datasetRoutes(app: FastifyInstance, options: PortalOptions) {
   app.get<{ Params: Static<typeof DatasetParams>; Querystring: Static<typeof DatasetQuery> }>(
     '/datasets/:code',
-    // The grid reads records: every page view is on the audit trail, as the records API's reads are.
     { config: { audit: 'open.records' }, schema: { hide: true, params: DatasetParams, querystring: DatasetQuery } },
     async (request, reply) => {
       const frame = frameOf(request);
-      const dataset = await findDataset(app.db, request.params.code);
+      // The shelf's copy (at most its age old: the stamp it names is the page's key), else the database.
+      const dataset = (await options.shelf.get()).datasets.get(request.params.code) ?? (await findDataset(app.db, request.params.code));
       if (!dataset) throw new NotFound(frame.t('dataset.not_found', { code: request.params.code }));
-      const r = dataset.resource;
-      request.auditDetails = { resource: r.code, provider: r.provider };
-      const terms = termsOf(r);
-      const hosted = !r.upstream;
-      const readable = hosted && !terms;
-      const grid = readable ? await previewOf(app, dataset, frame, request.query) : undefined;
-      request.auditDetails = { ...request.auditDetails, fields: grid?.columns.map((column) => column.item.name) ?? [], row_count: grid?.rows.length ?? 0 };
-      if (grid?.error) reply.code(400);
-      reply.header('last-modified', lastModified(dataset).toUTCString());
-      if (grid && wantsFragment(request, 'preview')) return renderPage(reply, 'partials/grid.eta', { frame, dataset, grid, page: GRID_PAGE });
-      const { agencies } = await options.shelf.get();
-      const agency = agencies.get(r.provider);
-      const downloads = readable ? await downloadsOf(app, dataset) : [];
-      return renderPage(reply, 'dataset.eta', {
-        frame,
-        title: frame.locale === 'en' ? r.title : r.name,
-        dataset,
-        agency,
-        contact: contactOf(dataset, agency),
-        terms,
-        hosted,
-        grid,
-        page: GRID_PAGE,
-        map: readable ? await mapOf(app, dataset) : undefined,
-        downloads,
-        examples: examplesOf(options.publicUrl, grid, r.code),
-        history: await historyOf(app, dataset),
-        schemaOrg: schemaOrg(dataset, agency, downloads, options.publicUrl, frame),
-        publicUrl: options.publicUrl,
-      });
+      request.auditDetails = { resource: dataset.resource.code, provider: dataset.resource.provider };
+      const fragment = wantsFragment(request, 'preview');
+      const key = pageKey(request, frame, fragment, `${dataset.resource.code}@${stampOf(dataset)}`);
+      return answerPage(request, reply, options.pages, key, () => renderDataset(app, options, frame, dataset, request.query, fragment));
     },
   );
 }

@@ -10,12 +10,19 @@ import { Eta } from 'eta';
 import { publicUrl, type Config } from '../config.js';
 import { projectRoot } from '../paths.js';
 import { problemFor, problemOf, type Problem, type ProblemExtras } from '../plugins/errors.js';
+import { PageCache } from './cache.js';
 import { Shelf } from './data.js';
 import { frameOf } from './frame.js';
 import { portalRoutes } from './routes.js';
 
 export const templatesDir = join(projectRoot, 'src', 'portal', 'templates');
 export const assetsDir = join(projectRoot, 'src', 'portal', 'assets');
+
+/**
+ * How long a rendered page is kept (see PageCache): as long as the lists beside the catalog search
+ * are (Shelf), so that a page is never older than what it shows.
+ */
+export const PAGE_TTL_MS = 2000;
 
 const packageDir = (name: string, file: string) => dirname(createRequire(import.meta.url).resolve(`${name}/${file}`));
 /** The files /assets/ serves: the portal's own, and htmx and ECharts from their packages (nothing from outside). */
@@ -78,7 +85,7 @@ async function portal(app: FastifyInstance, { config }: { config: Config }) {
       errorResponseBuilder: (_request, context) =>
         Object.assign(new Error(`Rate limit exceeded: ${context.max} pages a minute for this address; retry in ${context.after}.`), { statusCode: 429, code: 'rate_limited' }),
     });
-    await scope.register(portalRoutes, { shelf, publicUrl: publicUrl(config) });
+    await scope.register(portalRoutes, { shelf, pages: new PageCache(PAGE_TTL_MS), publicUrl: publicUrl(config) });
   });
 }
 

@@ -1,26 +1,57 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
+import type { AuditDetails } from '../audit/index.js';
+import { pageHeaders, sendPage, type PageCache } from './cache.js';
 import type { Shelf } from './data.js';
+import type { Frame } from './frame.js';
 
 export interface PortalOptions {
   shelf: Shelf;
+  pages: PageCache;
   publicUrl: string;
 }
 
 const Lang = { lang: Type.Optional(Type.String({ maxLength: 16 })) };
 export const LangQuery = Type.Object(Lang);
 
-/** Pages are for people: public for a minute, in the language asked for, never in the OpenAPI document. */
-export async function renderPage(reply: FastifyReply, template: string, data: Record<string, unknown>) {
-  reply.header('cache-control', 'public, max-age=60');
-  reply.header('vary', 'Accept-Language, Accept-Encoding, HX-Request, HX-Target');
-  reply.header('content-language', (data.frame as { locale: string }).locale);
-  const html = await reply.viewAsync(template, data);
-  return reply.type('text/html; charset=utf-8').send(html);
+/** What a route renders: a template and its data, and what the answer says beside the HTML. */
+export interface PageRender {
+  template: string;
+  data: Record<string, unknown> & { frame: Frame };
+  status?: number;
+  lastModified?: string;
+  audit?: AuditDetails;
+}
+
+/**
+ * Answer with a page: the one kept under `key` when there is one (see PageCache), else rendered
+ * now and kept (a page answering an error is sent, not kept). Never in the OpenAPI document.
+ */
+export async function answerPage(request: FastifyRequest, reply: FastifyReply, cache: PageCache, key: string, render: () => Promise<PageRender>) {
+  const kept = cache.get(key);
+  if (kept) return sendPage(request, reply, kept);
+  const made = await render();
+  const html = await reply.viewAsync(made.template, made.data);
+  const page = {
+    html,
+    locale: made.data.frame.locale,
+    ...(made.lastModified ? { lastModified: made.lastModified } : {}),
+    ...(made.audit ? { audit: made.audit } : {}),
+  };
+  if (made.status && made.status !== 200) {
+    pageHeaders(reply, page.locale);
+    if (page.audit) request.auditDetails = { ...request.auditDetails, ...page.audit };
+    return reply.code(made.status).type('text/html; charset=utf-8').send(html);
+  }
+  return sendPage(request, reply, cache.keep(key, page));
+}
+
+/** The key of a page: its language (Accept-Language may choose it), whether it is an htmx fragment, its URL. */
+export function pageKey(request: FastifyRequest, frame: Frame, fragment: boolean, prefix = ''): string {
+  return `${prefix}|${frame.locale}|${fragment ? 'fragment' : 'page'}|${request.url}`;
 }
 
 /** An htmx request that swaps only the element `target`: the page answers with that fragment. */
 export function wantsFragment(request: FastifyRequest, target: string): boolean {
   return request.headers['hx-request'] === 'true' && request.headers['hx-target'] === target;
 }
-

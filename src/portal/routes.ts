@@ -8,7 +8,7 @@ import { byLastModified } from './data.js';
 import { datasetRoutes } from './dataset.js';
 import { frameOf } from './frame.js';
 import { searchRoute } from './search.js';
-import { LangQuery, renderPage, type PortalOptions } from './pages.js';
+import { answerPage, LangQuery, pageKey, type PortalOptions } from './pages.js';
 
 export type { PortalOptions } from './pages.js';
 
@@ -19,30 +19,36 @@ function themeCounts(datasets: Iterable<{ resource: { theme: string } }>) {
   return themes.filter((theme) => counts.has(theme)).map((theme) => ({ theme, count: counts.get(theme) as number }));
 }
 
-function homeRoute(app: FastifyInstance, { shelf }: PortalOptions) {
+function homeRoute(app: FastifyInstance, { shelf, pages }: PortalOptions) {
   app.get('/', { schema: { hide: true, querystring: LangQuery } }, async (request, reply) => {
-    const { datasets } = await shelf.get();
-    const all = [...datasets.values()];
-    const providers = new Set(all.map((dataset) => dataset.resource.provider));
     const frame = frameOf(request);
-    return renderPage(reply, 'home.eta', {
-      frame,
-      title: frame.t('home.title'),
-      counts: { datasets: all.length, providers: providers.size, rows: all.reduce((sum, dataset) => sum + dataset.rows, 0) },
-      themes: themeCounts(all),
-      recent: all.sort(byLastModified).slice(0, 6),
+    return answerPage(request, reply, pages, pageKey(request, frame, false), async () => {
+      const all = [...(await shelf.get()).datasets.values()];
+      const providers = new Set(all.map((dataset) => dataset.resource.provider));
+      return {
+        template: 'home.eta',
+        data: {
+          frame,
+          title: frame.t('home.title'),
+          counts: { datasets: all.length, providers: providers.size, rows: all.reduce((sum, dataset) => sum + dataset.rows, 0) },
+          themes: themeCounts(all),
+          recent: all.sort(byLastModified).slice(0, 6),
+        },
+      };
     });
   });
 }
 
-function providerRoutes(app: TypedApp, { shelf }: PortalOptions) {
+function providerRoutes(app: TypedApp, { shelf, pages }: PortalOptions) {
   app.get('/providers', { schema: { hide: true, querystring: LangQuery } }, async (request, reply) => {
-    const { datasets, agencies } = await shelf.get();
     const frame = frameOf(request);
-    const counts = new Map<string, number>();
-    for (const dataset of datasets.values()) counts.set(dataset.resource.provider, (counts.get(dataset.resource.provider) ?? 0) + 1);
-    const providers = [...agencies.values()].map((agency) => ({ agency, count: counts.get(agency.code) ?? 0 })).filter((entry) => entry.count > 0);
-    return renderPage(reply, 'providers.eta', { frame, title: frame.t('providers.title'), providers });
+    return answerPage(request, reply, pages, pageKey(request, frame, false), async () => {
+      const { datasets, agencies } = await shelf.get();
+      const counts = new Map<string, number>();
+      for (const dataset of datasets.values()) counts.set(dataset.resource.provider, (counts.get(dataset.resource.provider) ?? 0) + 1);
+      const providers = [...agencies.values()].map((agency) => ({ agency, count: counts.get(agency.code) ?? 0 })).filter((entry) => entry.count > 0);
+      return { template: 'providers.eta', data: { frame, title: frame.t('providers.title'), providers } };
+    });
   });
 
   app.get(
@@ -53,8 +59,10 @@ function providerRoutes(app: TypedApp, { shelf }: PortalOptions) {
       const agency = agencies.get(request.params.agency);
       const frame = frameOf(request);
       if (!agency) throw new NotFound(frame.t('provider.not_found', { agency: request.params.agency }));
-      const own = [...datasets.values()].filter((dataset) => dataset.resource.provider === agency.code).sort(byLastModified);
-      return renderPage(reply, 'provider.eta', { frame, title: frame.locale === 'en' ? agency.name_en : agency.name, agency, datasets: own });
+      return answerPage(request, reply, pages, pageKey(request, frame, false), async () => {
+        const own = [...datasets.values()].filter((dataset) => dataset.resource.provider === agency.code).sort(byLastModified);
+        return { template: 'provider.eta', data: { frame, title: frame.locale === 'en' ? agency.name_en : agency.name, agency, datasets: own } };
+      });
     },
   );
 }

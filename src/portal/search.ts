@@ -6,7 +6,7 @@ import { lastModified, type Dataset } from '../open/index.js';
 import { decodeCursor, encodeCursor } from '../pagination.js';
 import type { Frame, Params } from './frame.js';
 import { frameOf } from './frame.js';
-import { renderPage, wantsFragment, type PortalOptions } from './pages.js';
+import { answerPage, pageKey, wantsFragment, type PortalOptions } from './pages.js';
 
 export const SEARCH_PAGE = 20;
 export const SORTS = ['relevance', 'updated', 'name'] as const;
@@ -124,8 +124,12 @@ export function agencyName(frame: Frame, agency: { name: string; name_en: string
 export function searchRoute(app: FastifyInstance, options: PortalOptions) {
   app.get<{ Querystring: SearchParams }>('/datasets', { schema: { hide: true, querystring: SearchQuery } }, async (request, reply) => {
     const frame = frameOf(request);
-    const found = await search(options, frame, request.query, app.catalogSearch);
-    const data = { frame, title: request.query.q?.trim() ? frame.t('search.title_for', { q: request.query.q.trim() }) : frame.t('search.title'), query: request.query, sorts: SORTS, ...found };
-    return renderPage(reply, wantsFragment(request, 'results') ? 'partials/results.eta' : 'search.eta', data);
+    const fragment = wantsFragment(request, 'results');
+    return answerPage(request, reply, options.pages, pageKey(request, frame, fragment), async () => {
+      const found = await search(options, frame, request.query, app.catalogSearch);
+      const q = request.query.q?.trim();
+      const data = { frame, title: q ? frame.t('search.title_for', { q }) : frame.t('search.title'), query: request.query, sorts: SORTS, ...found };
+      return { template: fragment ? 'partials/results.eta' : 'search.eta', data };
+    });
   });
 }

@@ -1,0 +1,60 @@
+import { createHash } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { LRUCache } from 'lru-cache';
+import type { AuditDetails } from '../audit/index.js';
+import { noneMatch } from '../plugins/etag.js';
+
+/** A rendered page as it is sent again: its HTML, its entity tag, and the audit details of its reading. */
+export interface RenderedPage {
+  html: string;
+  etag: string;
+  locale: string;
+  lastModified?: string;
+  audit?: AuditDetails;
+}
+
+/**
+ * Rendered pages, kept for a few seconds under a key that names everything they show: the
+ * dataset's stamp (its catalog version and import, so its records), the language and the query.
+ * A page is a function of those, so a kept one is the page the request would render; the few
+ * seconds bound what the key does not name (a download file finished meanwhile, a provider's
+ * contact changed by a sync). The audit record is written for every answer all the same.
+ */
+export class PageCache {
+  private readonly pages: LRUCache<string, RenderedPage>;
+
+  constructor(ttlMs: number, maxBytes = 64 * 1024 * 1024) {
+    this.pages = new LRUCache<string, RenderedPage>({ ttl: ttlMs, maxSize: maxBytes, sizeCalculation: (page) => page.html.length * 2 + 256 });
+  }
+
+  get(key: string): RenderedPage | undefined {
+    return this.pages.get(key);
+  }
+
+  keep(key: string, page: Omit<RenderedPage, 'etag'>): RenderedPage {
+    const kept = { ...page, etag: `"${createHash('sha1').update(page.html).digest('base64')}"` };
+    this.pages.set(key, kept);
+    return kept;
+  }
+
+  clear(): void {
+    this.pages.clear();
+  }
+}
+
+/** The headers every page has: public for a minute, per language, per htmx target. */
+export function pageHeaders(reply: FastifyReply, locale: string): void {
+  reply.header('cache-control', 'public, max-age=60');
+  reply.header('vary', 'Accept-Language, Accept-Encoding, HX-Request, HX-Target');
+  reply.header('content-language', locale);
+}
+
+/** Send a rendered page (or 304 when the caller has it), with its audit details for the trail. */
+export function sendPage(request: FastifyRequest, reply: FastifyReply, page: RenderedPage) {
+  pageHeaders(reply, page.locale);
+  if (page.audit) request.auditDetails = { ...request.auditDetails, ...page.audit };
+  if (page.lastModified) reply.header('last-modified', page.lastModified);
+  reply.header('etag', page.etag);
+  if (noneMatch(request, page.etag)) return reply.code(304).send();
+  return reply.type('text/html; charset=utf-8').send(page.html);
+}
