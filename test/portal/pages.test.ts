@@ -243,6 +243,15 @@ forEachDriver(t, 'the portal over the open demo data', async (t: Test, driver: D
     t.equal(record?.resource, COUNTIES);
     t.equal(record?.rowCount, 20);
     t.equal(record?.outcome, 'allowed');
+
+    // The same page again is the kept one (same ETag), and is on the trail all the same; so is a 304.
+    const again = await get(`/datasets/${COUNTIES}?lang=en`);
+    t.equal(again.headers.etag, response.headers.etag, 'the same page');
+    t.not(again.headers['x-audit-id'], auditId, 'a record of its own');
+    const revalidated = await get(`/datasets/${COUNTIES}?lang=en`, { 'if-none-match': response.headers.etag as string });
+    t.equal(revalidated.statusCode, 304);
+    const records = await database.db.select().from(auditEvents).where(and(eq(auditEvents.resource, COUNTIES), eq(auditEvents.action, 'open.records')));
+    t.same(records.map((row) => row.status).sort(), [200, 200, 304], 'three views, three records');
   });
 
   await t.test('the map of the air-quality stations, with its table', async (t) => {
