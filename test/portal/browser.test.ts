@@ -143,6 +143,8 @@ async function pageTypesAccessible(t: Test, portal: Portal, locale: Locale, java
       // The map is drawn from the GeoJSON download, into a canvas beside the table of its points.
       await page.locator('[data-chart="map"][data-drawn]:not([hidden]) canvas').first().waitFor();
       t.pass('the map is drawn');
+      await page.waitForFunction("document.querySelector('#map details').open === false", undefined, { timeout: 5000 }).catch(() => undefined);
+      t.equal(await page.locator('#map details').getAttribute('open'), null, 'its table of points folds away, to be opened on demand');
     }
     if (!javaScriptEnabled) t.equal(await page.locator('[data-chart]:not([hidden])').count(), 0, `${type.name}: no chart without JavaScript (their tables stand)`);
     if (checker) {

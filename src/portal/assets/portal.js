@@ -73,6 +73,10 @@
         var drawn = element.dataset.chart === 'map' ? drawMap(element, echarts) : drawBar(element, echarts);
         Promise.resolve(drawn).then(function (chart) {
           window.addEventListener('resize', function () { chart.resize(); });
+          // With the map drawn, its long table of points folds away (one click opens it again).
+          var table = element.dataset.chart === 'map' && document.getElementById(element.dataset.table);
+          var details = table && table.closest('details');
+          if (details) details.open = false;
         }, function () { element.hidden = true; });
       });
     }, function () { /* no chart: the table is there */ });
