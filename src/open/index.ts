@@ -12,7 +12,7 @@ import { RecordTotals } from './totals.js';
 
 export { DownloadFiles, fileFormatsOf } from './files.js';
 export { allDatasets, findDataset, lastModified, listDatasets, openView, stampOf, termsOf, type Dataset } from './datasets.js';
-export { MAX_OPEN_PAGE, parseOpenQuery, recordsPage, fitsOrder, type OpenQuery } from './query.js';
+export { canOrderBy, MAX_OPEN_PAGE, parseOpenQuery, recordsPage, fitsOrder, type OpenQuery } from './query.js';
 export { coordinates, formatInfo, fileFormats, type FileFormat } from './formats.js';
 export { RecordTotals } from './totals.js';
 

@@ -78,6 +78,11 @@ function selectedFields(resource: Resource, select: unknown): string[] {
   return [...new Set(names)];
 }
 
+/** Whether records can be ordered by an item: the record key's items, and required indexed items (keyset paging follows them). */
+export function canOrderBy(resource: Resource, dataItem: DataItem): boolean {
+  return resource.record_key.includes(dataItem.name) || (dataItem.filterable && dataItem.required);
+}
+
 /**
  * `order=name,-code`: indexed items (filterable or in the record key) that every record has, so
  * that keyset paging can follow them; the record key is added to break ties.
@@ -90,8 +95,7 @@ function orderTerms(resource: Resource, order: unknown): OrderTerm[] {
       const name = descending || part.startsWith('+') ? part.slice(1) : part;
       const dataItem = item(resource, name);
       if (!dataItem) throw new InvalidOrder(`order: ${name} is not a data item of ${resource.code}`);
-      const inKey = resource.record_key.includes(name);
-      if (!inKey && !(dataItem.filterable && dataItem.required)) {
+      if (!canOrderBy(resource, dataItem)) {
         throw new InvalidOrder(`order: ${name} cannot order records (only the record key and required indexed items can)`);
       }
       if (asked.some((term) => term.item === name)) throw new InvalidOrder(`order: ${name} is named twice`);

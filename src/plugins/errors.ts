@@ -118,7 +118,8 @@ function describeFieldErrors(errors: ProblemFieldError[]): string {
   return errors.map((e) => `${e.in}${e.pointer || ''} ${e.message}`).join('; ');
 }
 
-function buildProblem(
+/** The problem details for a status, code and detail (what a page shows of an error, too). */
+export function buildProblem(
   request: FastifyRequest,
   status: number,
   code: string,
@@ -148,11 +149,6 @@ function codeFor(error: FastifyError, status: number): string {
   if (status === 413) return 'payload_too_large';
   if (status === 415) return 'unsupported_media_type';
   return status >= 500 ? 'internal_error' : 'bad_request';
-}
-
-/** The problem details for a status, code and detail (what a page shows of an error, too). */
-export function problemFor(request: FastifyRequest, status: number, code: string, detail: string, extensions?: Record<string, unknown>): Problem {
-  return buildProblem(request, status, code, detail, extensions);
 }
 
 function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply {
@@ -218,7 +214,7 @@ async function errorsPlugin(app: FastifyInstance) {
   });
   app.setNotFoundHandler(async (request, reply) => {
     if (notFoundPage && (await notFoundPage(request, reply))) return reply;
-    return sendProblem(reply, problemFor(request, 404, 'not_found', `No route serves ${request.method} ${request.url.split('?')[0]}.`));
+    return sendProblem(reply, buildProblem(request, 404, 'not_found', `No route serves ${request.method} ${request.url.split('?')[0]}.`));
   });
 }
 

@@ -7,7 +7,8 @@ import { noneMatch } from '../plugins/etag.js';
 /** A rendered page as it is sent again: its HTML, its entity tag, and the audit details of its reading. */
 export interface RenderedPage {
   html: string;
-  etag: string;
+  /** The tag of a kept page (a page answering an error is not kept, and has none). */
+  etag?: string;
   locale: string;
   lastModified?: string;
   audit?: AuditDetails;
@@ -31,30 +32,27 @@ export class PageCache {
     return this.pages.get(key);
   }
 
-  keep(key: string, page: Omit<RenderedPage, 'etag'>): RenderedPage {
+  keep(key: string, page: RenderedPage): RenderedPage {
     const kept = { ...page, etag: `"${createHash('sha1').update(page.html).digest('base64')}"` };
     this.pages.set(key, kept);
     return kept;
   }
-
-  clear(): void {
-    this.pages.clear();
-  }
 }
 
-/** The headers every page has: public for a minute, per language, per htmx target. */
-export function pageHeaders(reply: FastifyReply, locale: string): void {
+/**
+ * Send a rendered page with the headers every page has (public for a minute, per language, per
+ * htmx target) and its audit details for the trail; a kept page with its ETag, or 304 when the
+ * caller has it.
+ */
+export function sendPage(request: FastifyRequest, reply: FastifyReply, page: RenderedPage) {
   reply.header('cache-control', 'public, max-age=60');
   reply.header('vary', 'Accept-Language, Accept-Encoding, HX-Request, HX-Target');
-  reply.header('content-language', locale);
-}
-
-/** Send a rendered page (or 304 when the caller has it), with its audit details for the trail. */
-export function sendPage(request: FastifyRequest, reply: FastifyReply, page: RenderedPage) {
-  pageHeaders(reply, page.locale);
+  reply.header('content-language', page.locale);
   if (page.audit) request.auditDetails = { ...request.auditDetails, ...page.audit };
   if (page.lastModified) reply.header('last-modified', page.lastModified);
-  reply.header('etag', page.etag);
-  if (noneMatch(request, page.etag)) return reply.code(304).send();
+  if (page.etag) {
+    reply.header('etag', page.etag);
+    if (noneMatch(request, page.etag)) return reply.code(304).send();
+  }
   return reply.type('text/html; charset=utf-8').send(page.html);
 }

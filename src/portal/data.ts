@@ -38,10 +38,6 @@ export class Shelf {
     };
     return this.current;
   }
-
-  clear(): void {
-    this.current = undefined;
-  }
 }
 
 async function allAgencies(db: Db): Promise<Agency[]> {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import type { DataItem, Resource } from '../catalog/index.js';
-import { fitsOrder, parseOpenQuery, recordsPage, type Dataset, type OpenQuery } from '../open/index.js';
+import { canOrderBy, fitsOrder, parseOpenQuery, recordsPage, type Dataset, type OpenQuery } from '../open/index.js';
 import { decodeCursor, encodeCursor } from '../pagination.js';
 import type { Frame, Params } from './frame.js';
 
@@ -32,6 +32,8 @@ export interface Column {
 export interface Grid {
   columns: Column[];
   filterable: DataItem[];
+  /** The filter's operators, in the order the form offers them. */
+  operators: readonly string[];
   state: { item: string; op: string; value: string; order: string };
   rows: Array<Record<string, unknown>>;
   total: number;
@@ -49,8 +51,6 @@ export interface Grid {
   error?: string;
 }
 
-const sortable = (resource: Resource, item: DataItem) => resource.record_key.includes(item.name) || (item.filterable && item.required);
-
 /** The grid's filter and order as the records API's parameters. */
 function apiParamsOf(state: Grid['state']): Array<[string, string]> {
   const params: Array<[string, string]> = [];
@@ -62,7 +62,7 @@ function apiParamsOf(state: Grid['state']): Array<[string, string]> {
 function columnsOf(resource: Resource, frame: Frame, path: string, base: Params, order: string): Column[] {
   const [first = ''] = order.split(',');
   return resource.items.map((item) => {
-    const can = sortable(resource, item);
+    const can = canOrderBy(resource, item);
     const sorted = first === item.name ? 'ascending' : first === `-${item.name}` ? 'descending' : 'none';
     return {
       item,
@@ -89,6 +89,7 @@ export async function previewOf(app: FastifyInstance, dataset: Dataset, frame: F
   const grid: Grid = {
     columns: columnsOf(resource, frame, path, base, state.order),
     filterable: resource.items.filter((item) => item.filterable),
+    operators: GRID_OPERATORS,
     state,
     rows: [],
     total: 0,

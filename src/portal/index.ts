@@ -9,7 +9,7 @@ import view from '@fastify/view';
 import { Eta } from 'eta';
 import { publicUrl, type Config } from '../config.js';
 import { projectRoot } from '../paths.js';
-import { problemFor, problemOf, type Problem, type ProblemExtras } from '../plugins/errors.js';
+import { buildProblem, problemOf, type Problem, type ProblemExtras } from '../plugins/errors.js';
 import { PageCache } from './cache.js';
 import { Shelf } from './data.js';
 import { frameOf } from './frame.js';
@@ -68,7 +68,7 @@ async function portal(app: FastifyInstance, { config }: { config: Config }) {
   app.setNotFoundPage(async (request, reply) => {
     if (!wantsPage(request)) return false;
     const path = request.url.split('?')[0] as string;
-    await sendErrorPage(request, reply, problemFor(request, 404, 'not_found', frameOf(request).t('error.not_found.detail', { path })));
+    await sendErrorPage(request, reply, buildProblem(request, 404, 'not_found', frameOf(request).t('error.not_found.detail', { path })));
     return true;
   });
 

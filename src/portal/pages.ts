@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { AuditDetails } from '../audit/index.js';
-import { pageHeaders, sendPage, type PageCache } from './cache.js';
+import { sendPage, type PageCache } from './cache.js';
 import type { Shelf } from './data.js';
 import type { Frame } from './frame.js';
 
@@ -32,18 +32,9 @@ export async function answerPage(request: FastifyRequest, reply: FastifyReply, c
   if (kept) return sendPage(request, reply, kept);
   const made = await render();
   const html = await reply.viewAsync(made.template, made.data);
-  const page = {
-    html,
-    locale: made.data.frame.locale,
-    ...(made.lastModified ? { lastModified: made.lastModified } : {}),
-    ...(made.audit ? { audit: made.audit } : {}),
-  };
-  if (made.status && made.status !== 200) {
-    pageHeaders(reply, page.locale);
-    if (page.audit) request.auditDetails = { ...request.auditDetails, ...page.audit };
-    return reply.code(made.status).type('text/html; charset=utf-8').send(html);
-  }
-  return sendPage(request, reply, cache.keep(key, page));
+  const page = { html, locale: made.data.frame.locale, ...(made.audit ? { audit: made.audit } : {}) };
+  if (made.status && made.status !== 200) return sendPage(request, reply.code(made.status), page);
+  return sendPage(request, reply, cache.keep(key, { ...page, ...(made.lastModified ? { lastModified: made.lastModified } : {}) }));
 }
 
 /** The key of a page: its language (Accept-Language may choose it), whether it is an htmx fragment, its URL. */

@@ -4,6 +4,7 @@ import type { TypedApp } from '../plugins/typed-app.js';
 import Type from 'typebox';
 import { NotFound } from '../errors.js';
 import { themes } from '../model/catalog.js';
+import type { Dataset } from '../open/index.js';
 import { byLastModified } from './data.js';
 import { datasetRoutes } from './dataset.js';
 import { frameOf } from './frame.js';
@@ -12,10 +13,16 @@ import { answerPage, LangQuery, pageKey, type PortalOptions } from './pages.js';
 
 export type { PortalOptions } from './pages.js';
 
-/** Datasets per theme, in the catalog's theme order, for the home page's chart and its table. */
-function themeCounts(datasets: Iterable<{ resource: { theme: string } }>) {
+/** How many datasets have each value of a catalog attribute (their theme, their provider). */
+function countBy(datasets: Iterable<Dataset>, key: (resource: Dataset['resource']) => string): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const dataset of datasets) counts.set(dataset.resource.theme, (counts.get(dataset.resource.theme) ?? 0) + 1);
+  for (const dataset of datasets) counts.set(key(dataset.resource), (counts.get(key(dataset.resource)) ?? 0) + 1);
+  return counts;
+}
+
+/** Datasets per theme, in the catalog's theme order, for the home page's chart and its table. */
+function themeCounts(datasets: Iterable<Dataset>) {
+  const counts = countBy(datasets, (resource) => resource.theme);
   return themes.filter((theme) => counts.has(theme)).map((theme) => ({ theme, count: counts.get(theme) as number }));
 }
 
@@ -44,8 +51,7 @@ function providerRoutes(app: TypedApp, { shelf, pages }: PortalOptions) {
     const frame = frameOf(request);
     return answerPage(request, reply, pages, pageKey(request, frame, false), async () => {
       const { datasets, agencies } = await shelf.get();
-      const counts = new Map<string, number>();
-      for (const dataset of datasets.values()) counts.set(dataset.resource.provider, (counts.get(dataset.resource.provider) ?? 0) + 1);
+      const counts = countBy(datasets.values(), (resource) => resource.provider);
       const providers = [...agencies.values()].map((agency) => ({ agency, count: counts.get(agency.code) ?? 0 })).filter((entry) => entry.count > 0);
       return { template: 'providers.eta', data: { frame, title: frame.t('providers.title'), providers } };
     });
