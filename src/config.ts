@@ -154,6 +154,12 @@ export const ConfigSchema = Type.Object(
       minimum: 0,
       description: 'Drop audit months older than this once they are exported (0 keeps everything).',
     }),
+    AUDIT_VERIFY_HOURS: Type.Integer({
+      default: 6,
+      minimum: 0,
+      maximum: 720,
+      description: 'Verify every audit chain in full in the background this often (one instance at a time); 0: only on demand (the supervision page, `gateway audit verify`).',
+    }),
     SUPERVISOR_AGENCIES: Type.String({
       default: '',
       description: 'Comma-separated agency codes whose audit:read covers every agency (电子监察). Unset on the embedded demo (DEMO_DATA=auto on PGlite): zj-dsj, the demo supervisor.',
@@ -222,6 +228,23 @@ export const ConfigSchema = Type.Object(
       description:
         'JSON array of external token issuers: {issuer, jwks_uri, audience, algorithms, kind: agency|citizen, agency_claim | person_claim, scope_claim?, typ?}.',
     }),
+    SIGN_IN_ISSUERS: Type.String({
+      default: '[]',
+      description:
+        'JSON array of OpenID providers people sign in with (code + PKCE): {name, label?, kind: agency|citizen, issuer, client_id, client_secret, scope?, agency_claim | person_claim, scope_claim?}. On the embedded demo, the demo identity provider under /demo-idp is added.',
+    }),
+    SESSION_IDLE_MINUTES: Type.Integer({
+      default: 30,
+      minimum: 1,
+      maximum: 1440,
+      description: 'A signed-in session ends after this long without a request.',
+    }),
+    SESSION_MAX_HOURS: Type.Integer({
+      default: 8,
+      minimum: 1,
+      maximum: 168,
+      description: 'A signed-in session ends this long after sign-in, however busy.',
+    }),
     PUBLIC_URL: Type.Optional(
       Type.String({
         pattern: '^https?://[^/]+(/.*)?$',
@@ -254,6 +277,52 @@ export const TrustedIssuerSchema = Type.Object(
 );
 export type TrustedIssuer = Type.Static<typeof TrustedIssuerSchema>;
 const TrustedIssuers = Type.Array(TrustedIssuerSchema);
+
+/**
+ * An OpenID provider people sign in with (SIGN_IN_ISSUERS): officials of agencies (`kind: agency`,
+ * their agency and roles from claims, as TRUSTED_ISSUERS maps them for tokens) or citizens
+ * (`kind: citizen`, the person from `person_claim`).
+ */
+export const SignInIssuerSchema = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z0-9-]{1,32}$', description: 'Short name, in /login?issuer=' }),
+    label: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    kind: Type.Unsafe<'agency' | 'citizen'>({ type: 'string', enum: ['agency', 'citizen'] }),
+    issuer: Type.String({ pattern: '^https?://' }),
+    client_id: Type.String({ minLength: 1 }),
+    client_secret: Type.String({ minLength: 1 }),
+    scope: Type.Optional(Type.String({ minLength: 1 })),
+    agency_claim: Type.Optional(Type.String({ minLength: 1 })),
+    person_claim: Type.Optional(Type.String({ minLength: 1 })),
+    scope_claim: Type.Optional(Type.String({ minLength: 1 })),
+  },
+  { additionalProperties: false },
+);
+export type SignInIssuer = Type.Static<typeof SignInIssuerSchema>;
+const validateSignInIssuers = new Ajv({ allErrors: true }).compile(Type.Array(SignInIssuerSchema));
+
+/** SIGN_IN_ISSUERS parsed and checked; a bad entry names its index and field. */
+export function signInIssuers(config: Config): SignInIssuer[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(config.SIGN_IN_ISSUERS);
+  } catch {
+    throw new ConfigError('SIGN_IN_ISSUERS: is not valid JSON');
+  }
+  if (!validateSignInIssuers(parsed)) {
+    const first = validateSignInIssuers.errors?.[0] as AjvErrorLike;
+    const where = first.instancePath + (first.keyword === 'required' ? `/${String(first.params.missingProperty)}` : '');
+    throw new ConfigError(`SIGN_IN_ISSUERS${where}: ${explain(first)}`);
+  }
+  const names = new Set<string>();
+  for (const [index, entry] of (parsed as SignInIssuer[]).entries()) {
+    const claim = entry.kind === 'agency' ? 'agency_claim' : 'person_claim';
+    if (!entry[claim]) throw new ConfigError(`SIGN_IN_ISSUERS/${index}: a ${entry.kind} issuer needs ${claim}`);
+    if (names.has(entry.name)) throw new ConfigError(`SIGN_IN_ISSUERS/${index}/name: ${entry.name} is named twice`);
+    names.add(entry.name);
+  }
+  return parsed as SignInIssuer[];
+}
 
 /** Names of the variables this schema knows, for the README table and error messages. */
 export const configVariables = Object.keys(ConfigSchema.properties) as Array<keyof Config>;
@@ -290,6 +359,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(describeConfigErrors(errors));
   }
   trustedIssuers(config);
+  signInIssuers(config);
   return config;
 }
 
