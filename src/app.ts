@@ -26,6 +26,7 @@ import security from './plugins/security.js';
 import textHeaders from './plugins/text-headers.js';
 import requestText from './plugins/request-text.js';
 import sharing from './sharing/index.js';
+import demoIdp, { demoSignIn, type DemoPerson } from './demo/idp.js';
 
 export interface BuildOptions {
   /** The database, opened and migrated (src/startup.ts does both). */
@@ -36,6 +37,8 @@ export interface BuildOptions {
   logger?: FastifyBaseLogger;
   /** The clock grants expire by and deadlines count from (tests move it). */
   clock?: () => Date;
+  /** The embedded demo's OpenID provider under /demo-idp, with these people (src/demo/idp.ts). */
+  demoIdp?: { people: DemoPerson[] };
 }
 
 declare module 'fastify' {
@@ -156,6 +159,8 @@ export async function buildApp(config: Config, options: BuildOptions) {
   await app.register(sharing, { config });
   await app.register(exchange);
   await app.register(open, { config });
+  const demoSignInSetup = options.demoIdp ? demoSignIn(publicUrl(config)) : undefined;
+  if (demoSignInSetup && options.demoIdp) await app.register(demoIdp, { issuer: demoSignInSetup.issuer, people: options.demoIdp.people, clients: demoSignInSetup.clients });
   // Pages for people, over the same services: registered last, as it answers the paths no API route took.
   await app.register(portal, { config });
 

@@ -8,6 +8,8 @@ import { installation } from './db/schema.js';
 import { dropStrayStaging } from './records/index.js';
 import { DEMO_SUPERVISOR_AGENCY, demoCredentialsFile, readDemoCredentials, seedDemoClients, writeDemoCredentials } from './demo/clients.js';
 import { DIVISIONS, seedOpenDemo, seedVillages } from './demo/open.js';
+import { DEMO_IDP_PATH } from './demo/idp.js';
+import { ensureDemoPeople } from './demo/people.js';
 import { recordCount, seedDemo } from './demo/seed.js';
 import { gatewayLogger } from './logger.js';
 import { allDatasets } from './open/index.js';
@@ -48,6 +50,8 @@ export interface OpenGatewayOptions {
  *    of imports killed half-way dropped.
  * 2. The app: every plugin registered; each loads what it keeps in memory (keys, grants, the
  *    catalog's resources, the audit chain's head).
+ *    On the embedded demo on a PGlite directory, the demo's people first (their passwords in the
+ *    demo credentials file) for its OpenID provider under /demo-idp.
  * 3. The catalog sync from the files (CATALOG_SYNC_ON_START), which makes and alters the record
  *    tables; invalid files leave the last good catalog served.
  * 4. On the embedded demo (DEMO_DATA=auto on PGlite): the exchange records, the open data down
@@ -68,13 +72,23 @@ export async function openGateway(config: Config, options: OpenGatewayOptions = 
     await migrate(database, logger);
     signal.throwIfAborted();
 
-    app = await buildApp(config, { database, ownsDatabase: owned, logger, ...(options.clock ? { clock: options.clock } : {}) });
+    const demo = config.DEMO_DATA === 'auto' && database.driver === 'pglite';
+    // The demo's people sign in at its OpenID provider; their passwords go beside the data directory.
+    const credentialsFile = demo ? demoCredentialsFile(database) : undefined;
+    const people = credentialsFile ? await ensureDemoPeople(credentialsFile) : undefined;
+    app = await buildApp(config, {
+      database,
+      ownsDatabase: owned,
+      logger,
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(people ? { demoIdp: { people } } : {}),
+    });
     if (config.CATALOG_SYNC_ON_START) await syncCatalog(app, config);
     await options.extend?.(app);
     await app.ready();
     signal.throwIfAborted();
 
-    const demo = config.DEMO_DATA === 'auto' && database.driver === 'pglite';
+    if (people) app.log.info({ file: credentialsFile, path: DEMO_IDP_PATH }, 'demo sign-in: the people and their passwords are in this file');
     if (demo) await loadDemo(app, config, signal);
     background(app, config, demo);
     return app;

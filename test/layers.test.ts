@@ -15,7 +15,7 @@ const LAYERS: string[][] = [
   ['records'],
   ['catalog', 'identity', 'audit'],
   ['exchange', 'open', 'sharing'],
-  ['portal'],
+  ['portal', 'supervision'],
   ['demo'],
   ['app.ts', 'startup.ts', 'server.ts', 'cluster.ts', 'cli.ts'],
 ];

@@ -81,21 +81,42 @@ export function demoCredentialsFile(database: Database): string | undefined {
   return `${dirname(database.location)}/demo-credentials.json`;
 }
 
+/**
+ * The demo credentials file as a JSON object: the clients (by role) and the people of the demo
+ * identity provider (`people`, src/demo/people.ts). Empty when there is no file or it is not a JSON object.
+ */
+export async function readCredentialsFile(file: string): Promise<Record<string, unknown>> {
+  try {
+    const parsed: unknown = JSON.parse(await readFile(file, 'utf8'));
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Set some keys of the credentials file and keep the others (the clients keep the people, and the
+ * people the clients), readable by its owner alone (0600), written whole or not at all.
+ */
+export async function updateCredentialsFile(file: string, update: Record<string, unknown>): Promise<void> {
+  const merged = { ...(await readCredentialsFile(file)), ...update };
+  await mkdir(dirname(file), { recursive: true });
+  const partial = `${file}.${process.pid}.tmp`;
+  await writeFile(partial, `${JSON.stringify(merged, null, 2)}\n`, { mode: 0o600 });
+  await chmod(partial, 0o600);
+  await rename(partial, file);
+}
+
 /** The credentials in `file` when every client it names is there and active, else undefined. */
 export async function readDemoCredentials(database: Database, file: string): Promise<DemoCredentials | undefined> {
-  let credentials: DemoCredentials;
-  try {
-    credentials = JSON.parse(await readFile(file, 'utf8')) as DemoCredentials;
-  } catch {
-    return undefined;
-  }
+  const credentials = (await readCredentialsFile(file)) as Partial<DemoCredentials>;
   for (const role of Object.keys(DEMO_PARTIES) as DemoRole[]) {
     const id = credentials[role]?.client_id;
     if (typeof id !== 'string') return undefined;
     const [row] = await database.db.select({ status: clients.status }).from(clients).where(eq(clients.id, id));
     if (row?.status !== 'active') return undefined;
   }
-  return credentials;
+  return credentials as DemoCredentials;
 }
 
 export interface DemoClientOptions {
@@ -177,11 +198,7 @@ export async function seedDemoClients(database: Database, options: DemoClientOpt
   };
 }
 
-/** Write the credentials readable by their owner alone (0600), whole or not at all. */
+/** Write the clients' credentials into the file (0600, whole or not at all), keeping its other keys (the demo's people). */
 export async function writeDemoCredentials(file: string, credentials: DemoCredentials): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  const partial = `${file}.${process.pid}.tmp`;
-  await writeFile(partial, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
-  await chmod(partial, 0o600);
-  await rename(partial, file);
+  await updateCredentialsFile(file, credentials);
 }

@@ -119,13 +119,13 @@ async function renderDataset(app: FastifyInstance, options: PortalOptions, frame
   const grid = readable ? await previewOf(app, dataset, frame, query) : undefined;
   const audit = { resource: r.code, provider: r.provider, fields: grid?.columns.map((column) => column.item.name) ?? [], row_count: grid?.rows.length ?? 0 };
   const answer = { lastModified: lastModified(dataset).toUTCString(), audit, ...(grid?.error ? { status: 400 } : {}) };
-  if (grid && fragment) return { ...answer, template: 'partials/grid.eta', data: { frame, dataset, grid, page: GRID_PAGE, examples: examplesOf(options.publicUrl, grid, r.code) } };
+  if (grid && fragment) return { ...answer, template: 'portal/templates/partials/grid.eta', data: { frame, dataset, grid, page: GRID_PAGE, examples: examplesOf(options.publicUrl, grid, r.code) } };
   const { agencies } = await options.shelf.get();
   const agency = agencies.get(r.provider);
   const downloads = readable ? await downloadsOf(app, dataset) : [];
   return {
     ...answer,
-    template: 'dataset.eta',
+    template: 'portal/templates/dataset.eta',
     data: {
       frame,
       title: frame.locale === 'en' ? r.title : r.name,

@@ -12,9 +12,19 @@ type Catalogue = Record<string, string>;
 
 /** One message catalogue per language, keyed by meaning (`search.submit`), not by the Chinese text. */
 export const messagesDir = join(projectRoot, 'src', 'portal', 'messages');
+/** The catalogues of every folder of pages (the portal's, the supervision's), merged: a key is in one only. */
+export const messagesDirs = [messagesDir, join(projectRoot, 'src', 'supervision', 'messages')];
 
 function readCatalogue(locale: Locale): Catalogue {
-  return JSON.parse(readFileSync(join(messagesDir, `${locale}.json`), 'utf8')) as Catalogue;
+  const merged: Catalogue = {};
+  for (const dir of messagesDirs) {
+    const part = JSON.parse(readFileSync(join(dir, `${locale}.json`), 'utf8')) as Catalogue;
+    for (const [key, text] of Object.entries(part)) {
+      if (key in merged) throw new Error(`message ${key} is in more than one catalogue (${dir})`);
+      merged[key] = text;
+    }
+  }
+  return merged;
 }
 
 const catalogues: Record<Locale, Catalogue> = { 'zh-Hans': readCatalogue('zh-Hans'), en: readCatalogue('en') };

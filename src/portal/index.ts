@@ -12,10 +12,15 @@ import { projectRoot } from '../paths.js';
 import { buildProblem, problemOf, type Problem, type ProblemExtras } from '../plugins/errors.js';
 import { PageCache } from './cache.js';
 import { Shelf } from './data.js';
-import { frameOf } from './frame.js';
+import { frameOf, type Frame } from './frame.js';
 import { portalRoutes } from './routes.js';
 
 export const templatesDir = join(projectRoot, 'src', 'portal', 'templates');
+/**
+ * Where the pages' templates are found: src/, so that the portal's (`portal/templates/…`) and the
+ * supervision's (`supervision/templates/…`) share one engine and one layout.
+ */
+export const viewsDir = join(projectRoot, 'src');
 export const assetsDir = join(projectRoot, 'src', 'portal', 'assets');
 
 /**
@@ -37,9 +42,8 @@ export function wantsPage(request: FastifyRequest): boolean {
 }
 
 /** An error as the portal shows it: a page in the portal's style with the status, code and request id. */
-export async function sendErrorPage(request: FastifyRequest, reply: FastifyReply, problem: Problem) {
-  const frame = frameOf(request);
-  const html = await reply.code(problem.status).viewAsync('error.eta', { frame, problem, title: frame.t(`error.${problem.status === 404 ? 'not_found' : problem.status >= 500 ? 'server' : 'request'}.title`) });
+export async function sendErrorPage(request: FastifyRequest, reply: FastifyReply, problem: Problem, frame: Frame = frameOf(request)) {
+  const html = await reply.code(problem.status).viewAsync('portal/templates/error.eta', { frame, problem, title: frame.t(`error.${problem.status === 404 ? 'not_found' : problem.status >= 500 ? 'server' : 'request'}.title`) });
   reply.header('cache-control', 'no-store');
   return reply.type('text/html; charset=utf-8').send(html);
 }
@@ -51,8 +55,8 @@ export async function sendErrorPage(request: FastifyRequest, reply: FastifyReply
  */
 async function portal(app: FastifyInstance, { config }: { config: Config }) {
   await app.register(view, {
-    engine: { eta: new Eta({ views: templatesDir, cache: true, autoTrim: [false, 'nl'] }) },
-    templates: templatesDir,
+    engine: { eta: new Eta({ views: viewsDir, cache: true, autoTrim: [false, 'nl'] }) },
+    templates: viewsDir,
     production: true,
   });
   await app.register(fastifyStatic, {

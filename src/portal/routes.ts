@@ -33,7 +33,7 @@ function homeRoute(app: FastifyInstance, { shelf, pages }: PortalOptions) {
       const all = [...(await shelf.get()).datasets.values()];
       const providers = new Set(all.map((dataset) => dataset.resource.provider));
       return {
-        template: 'home.eta',
+        template: 'portal/templates/home.eta',
         data: {
           frame,
           title: frame.t('home.title'),
@@ -53,7 +53,7 @@ function providerRoutes(app: TypedApp, { shelf, pages }: PortalOptions) {
       const { datasets, agencies } = await shelf.get();
       const counts = countBy(datasets.values(), (resource) => resource.provider);
       const providers = [...agencies.values()].map((agency) => ({ agency, count: counts.get(agency.code) ?? 0 })).filter((entry) => entry.count > 0);
-      return { template: 'providers.eta', data: { frame, title: frame.t('providers.title'), providers } };
+      return { template: 'portal/templates/providers.eta', data: { frame, title: frame.t('providers.title'), providers } };
     });
   });
 
@@ -67,7 +67,7 @@ function providerRoutes(app: TypedApp, { shelf, pages }: PortalOptions) {
       if (!agency) throw new NotFound(frame.t('provider.not_found', { agency: request.params.agency }));
       return answerPage(request, reply, pages, pageKey(request, frame, false), async () => {
         const own = [...datasets.values()].filter((dataset) => dataset.resource.provider === agency.code).sort(byLastModified);
-        return { template: 'provider.eta', data: { frame, title: frame.locale === 'en' ? agency.name_en : agency.name, agency, datasets: own } };
+        return { template: 'portal/templates/provider.eta', data: { frame, title: frame.locale === 'en' ? agency.name_en : agency.name, agency, datasets: own } };
       });
     },
   );

@@ -129,7 +129,7 @@ export function searchRoute(app: FastifyInstance, options: PortalOptions) {
       const found = await search(options, frame, request.query, app.catalogSearch);
       const q = request.query.q?.trim();
       const data = { frame, title: q ? frame.t('search.title_for', { q }) : frame.t('search.title'), query: request.query, sorts: SORTS, ...found };
-      return { template: fragment ? 'partials/results.eta' : 'search.eta', data };
+      return { template: fragment ? 'portal/templates/partials/results.eta' : 'portal/templates/search.eta', data };
     });
   });
 }

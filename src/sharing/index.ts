@@ -10,6 +10,31 @@ export { apply, decide, findApplication } from './applications.js';
 export type { Application, SharingSettings } from './applications.js';
 export { findGrant, GrantCache, GRANTS_CHANNEL, grantStatus, revokeGrant } from './grants.js';
 export type { Act, Decision, DenialReason, Grant, Mode } from './grants.js';
+export {
+  countsByStatus,
+  EXPIRING_WITHIN_DAYS,
+  isDuePosition,
+  isOverdue,
+  listApplications,
+  listGrants,
+  mayDecide,
+  maySee,
+  seesAll,
+  sharingScope,
+  sharingScopes,
+} from './lists.js';
+export type {
+  AgencyCaller,
+  ApplicationListOptions,
+  ApplicationStatus,
+  DuePosition,
+  GrantListOptions,
+  GrantListStatus,
+  ListedApplication,
+  NewestPosition,
+  SharingCounts,
+  SharingScopes,
+} from './lists.js';
 export { grantView } from './routes.js';
 export { addWorkingDays, calendarFrom } from './workdays.js';
 

@@ -1,23 +1,20 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TypedApp } from '../plugins/typed-app.js';
-import { and, desc, eq, isNotNull, isNull, lt, lte, gt, or, sql, type SQL } from 'drizzle-orm';
 import Type from 'typebox';
 import { findResource } from '../catalog/index.js';
 import { applications, grants } from '../db/schema.js';
 import { NotFound } from '../errors.js';
 import { decodeCursor, isTimeKey, page } from '../pagination.js';
-import type { Caller } from '../plugins/auth.js';
 import { apply, decide, findApplication, NotProvider, type Application, type SharingSettings } from './applications.js';
 import { findGrant, grantStatus, revokeGrant, type Grant, type GrantCache } from './grants.js';
+import { isOverdue, listApplications, listGrants, mayDecide, maySee, sharingScope, type AgencyCaller } from './lists.js';
 
 export interface SharingRouteOptions {
   settings: SharingSettings;
   supervisors: ReadonlySet<string>;
   cache: GrantCache;
 }
-
-type AgencyCaller = Extract<Caller, { kind: 'agency' }>;
 
 const iso = (date: Date | null) => (date ? date.toISOString() : null);
 const nullableString = Type.Union([Type.String(), Type.Null()]);
@@ -81,7 +78,7 @@ function applicationView(application: Application, now: Date) {
     duration_days: application.durationDays,
     status: application.status as 'pending' | 'approved' | 'rejected',
     due_at: iso(application.dueAt),
-    overdue: application.status === 'pending' && application.dueAt !== null && application.dueAt < now,
+    overdue: isOverdue(application, now),
     created_at: application.createdAt.toISOString(),
     decided_at: iso(application.decidedAt),
     reason: application.reason,
@@ -113,25 +110,13 @@ const RoleQuery = Type.Optional(
   Type.Unsafe<'consumer' | 'provider'>({ type: 'string', enum: ['consumer', 'provider'], description: 'Only as consumer, or only as provider' }),
 );
 const agencyOf = (request: FastifyRequest) => request.caller as AgencyCaller;
-const seesAll = (supervisors: ReadonlySet<string>, caller: AgencyCaller) =>
-  caller.scopes.has('admin') || (supervisors.has(caller.agency) && caller.scopes.has('audit:read'));
-const mayDecide = (caller: AgencyCaller, provider: string) => caller.scopes.has('admin') || (caller.agency === provider && caller.scopes.has('grants:manage'));
-
-/** Rows a caller may see: its own as consumer, its resources' as provider, all for supervisors. */
-function visible(supervisors: ReadonlySet<string>, caller: AgencyCaller, table: typeof applications | typeof grants, role?: 'consumer' | 'provider'): SQL | undefined {
-  if (role === 'consumer') return eq(table.agency, caller.agency);
-  if (role === 'provider') return eq(table.provider, caller.agency);
-  if (seesAll(supervisors, caller)) return undefined;
-  return or(eq(table.agency, caller.agency), eq(table.provider, caller.agency));
-}
-
 const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
 /** An application the caller may see, or 404 (never 403: its existence is not told). */
 async function visibleApplication(app: TypedApp, supervisors: ReadonlySet<string>, request: FastifyRequest, id: string): Promise<Application> {
   const caller = agencyOf(request);
   const application = await findApplication(app.db, id);
-  if (!application || !(seesAll(supervisors, caller) || application.agency === caller.agency || application.provider === caller.agency)) {
+  if (!application || !maySee(supervisors, caller, application)) {
     throw new NotFound(`No application ${id}.`);
   }
   return application;
@@ -211,24 +196,13 @@ function applicationListRoutes(app: TypedApp, { supervisors }: SharingRouteOptio
     async (request, reply) => {
       const { role, status, overdue, resource, limit, cursor } = request.query;
       const now = app.clock();
-      const after = cursor ? decodeCursor(cursor, isTimeKey) : undefined;
-      const rows = await app.db
-        .select()
-        .from(applications)
-        .where(
-          and(
-            visible(supervisors, agencyOf(request), applications, role),
-            status ? eq(applications.status, status) : undefined,
-            overdue ? and(eq(applications.status, 'pending'), lt(applications.dueAt, now)) : undefined,
-            resource ? eq(applications.resource, resource) : undefined,
-            after ? sql`(${applications.createdAt}, ${applications.id}) < (${after[0]}::timestamptz, ${after[1]})` : undefined,
-          ),
-        )
-        .orderBy(desc(applications.createdAt), desc(applications.id))
-        .limit(limit + 1);
-      const items = rows.slice(0, limit);
-      const last = items.at(-1);
-      return page(request, reply, { items: items.map((a) => applicationView(a, now)) }, rows.length > limit && last ? [last.createdAt.toISOString(), last.id] : null);
+      const { items, next } = await listApplications(
+        app.db,
+        sharingScope(supervisors, agencyOf(request), applications, role),
+        { status, overdue, resource, limit, ...(cursor ? { after: decodeCursor(cursor, isTimeKey) } : {}) },
+        now,
+      );
+      return page(request, reply, { items: items.map((a) => applicationView(a, now)) }, next);
     },
   );
 
@@ -320,28 +294,13 @@ function grantRoutes(app: TypedApp, { supervisors, cache }: SharingRouteOptions)
     async (request, reply) => {
       const { role, status, resource, limit, cursor } = request.query;
       const now = app.clock();
-      const after = cursor ? decodeCursor(cursor, isTimeKey) : undefined;
-      const byStatus = {
-        active: and(isNull(grants.revokedAt), gt(grants.validUntil, now)),
-        revoked: isNotNull(grants.revokedAt),
-        expired: and(isNull(grants.revokedAt), lte(grants.validUntil, now)),
-      };
-      const rows = await app.db
-        .select()
-        .from(grants)
-        .where(
-          and(
-            visible(supervisors, agencyOf(request), grants, role),
-            status ? byStatus[status] : undefined,
-            resource ? eq(grants.resource, resource) : undefined,
-            after ? sql`(${grants.validFrom}, ${grants.id}) < (${after[0]}::timestamptz, ${after[1]})` : undefined,
-          ),
-        )
-        .orderBy(desc(grants.validFrom), desc(grants.id))
-        .limit(limit + 1);
-      const items = rows.slice(0, limit);
-      const last = items.at(-1);
-      return page(request, reply, { items: items.map((g) => grantView(g, now)) }, rows.length > limit && last ? [last.validFrom.toISOString(), last.id] : null);
+      const { items, next } = await listGrants(
+        app.db,
+        sharingScope(supervisors, agencyOf(request), grants, role),
+        { status, resource, limit, ...(cursor ? { after: decodeCursor(cursor, isTimeKey) } : {}) },
+        now,
+      );
+      return page(request, reply, { items: items.map((g) => grantView(g, now)) }, next);
     },
   );
 
@@ -362,7 +321,7 @@ function grantRoutes(app: TypedApp, { supervisors, cache }: SharingRouteOptions)
     async (request) => {
       const caller = agencyOf(request);
       const grant = await findGrant(app.db, request.params.id);
-      if (!grant || !(seesAll(supervisors, caller) || grant.agency === caller.agency || grant.provider === caller.agency)) {
+      if (!grant || !maySee(supervisors, caller, grant)) {
         throw new NotFound(`No grant ${request.params.id}.`);
       }
       request.auditDetails = { resource: grant.resource, provider: grant.provider, grant_id: grant.id, fields: grant.fields };
