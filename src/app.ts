@@ -27,6 +27,8 @@ import textHeaders from './plugins/text-headers.js';
 import requestText from './plugins/request-text.js';
 import sharing from './sharing/index.js';
 import demoIdp, { demoSignIn, type DemoPerson } from './demo/idp.js';
+import supervision from './supervision/index.js';
+import { SUPERVISION_PAGES } from './supervision/pages.js';
 
 export interface BuildOptions {
   /** The database, opened and migrated (src/startup.ts does both). */
@@ -163,6 +165,8 @@ export async function buildApp(config: Config, options: BuildOptions) {
   if (demoSignInSetup && options.demoIdp) await app.register(demoIdp, { issuer: demoSignInSetup.issuer, people: options.demoIdp.people, clients: demoSignInSetup.clients });
   // Pages for people, over the same services: registered last, as it answers the paths no API route took.
   await app.register(portal, { config });
+  // Pages for people who sign in (officials, citizens), in a scope of their own with sessions.
+  await app.register(supervision, { config, pages: SUPERVISION_PAGES, ...(demoSignInSetup ? { extraIssuers: demoSignInSetup.issuers } : {}) });
 
   return app;
 }

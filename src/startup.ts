@@ -8,7 +8,7 @@ import { installation } from './db/schema.js';
 import { dropStrayStaging } from './records/index.js';
 import { DEMO_SUPERVISOR_AGENCY, demoCredentialsFile, readDemoCredentials, seedDemoClients, writeDemoCredentials } from './demo/clients.js';
 import { DIVISIONS, seedOpenDemo, seedVillages } from './demo/open.js';
-import { DEMO_IDP_PATH } from './demo/idp.js';
+import { DEMO_IDP_PATH, type DemoPerson } from './demo/idp.js';
 import { ensureDemoPeople } from './demo/people.js';
 import { recordCount, seedDemo } from './demo/seed.js';
 import { gatewayLogger } from './logger.js';
@@ -40,6 +40,8 @@ export interface OpenGatewayOptions {
   signal?: AbortSignal;
   /** Test-only routes, added before the app is ready. */
   extend?: (app: App) => void | Promise<void>;
+  /** The demo identity provider with these people, on any database (the embedded demo has it on its own). */
+  demoPeople?: DemoPerson[];
 }
 
 /**
@@ -75,7 +77,7 @@ export async function openGateway(config: Config, options: OpenGatewayOptions = 
     const demo = config.DEMO_DATA === 'auto' && database.driver === 'pglite';
     // The demo's people sign in at its OpenID provider; their passwords go beside the data directory.
     const credentialsFile = demo ? demoCredentialsFile(database) : undefined;
-    const people = credentialsFile ? await ensureDemoPeople(credentialsFile) : undefined;
+    const people = options.demoPeople ?? (credentialsFile ? await ensureDemoPeople(credentialsFile) : undefined);
     app = await buildApp(config, {
       database,
       ownsDatabase: owned,

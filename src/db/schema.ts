@@ -237,6 +237,55 @@ export const auditExports = pgTable('audit_exports', {
   exportedAt: timestamptz('exported_at').notNull().defaultNow(),
 });
 
+/**
+ * The trail counted by hour, for the supervision dashboard: one row per hour, calling agency,
+ * provider, resource, action, outcome, refusal reason and latency bucket (`bucket`, the index of
+ * LATENCY_BUCKETS_MS in src/audit/rollup.ts that the latency fell in; -1 when none was taken).
+ * Written in the same transaction as the records it counts, so it never disagrees with them.
+ * Empty strings stand for absent values (a primary key has no nulls).
+ */
+export const auditHourly = pgTable(
+  'audit_hourly',
+  {
+    hour: timestamptz('hour').notNull(),
+    agency: text('agency').notNull(),
+    provider: text('provider').notNull(),
+    resource: text('resource').notNull(),
+    action: text('action').notNull(),
+    outcome: text('outcome').notNull(),
+    reason: text('reason').notNull(),
+    bucket: integer('bucket').notNull(),
+    count: bigint('count', { mode: 'number' }).notNull(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.hour, table.agency, table.provider, table.resource, table.action, table.outcome, table.reason, table.bucket] }),
+    index('audit_hourly_agency_hour').on(table.agency, table.hour),
+    index('audit_hourly_provider_hour').on(table.provider, table.hour),
+  ],
+);
+
+/** Full verifications of the audit chains (scheduled every AUDIT_VERIFY_HOURS, or asked for): their result. */
+export const auditVerifications = pgTable(
+  'audit_verifications',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    /** The instance that ran it. */
+    instance: text('instance').notNull(),
+    /** 'schedule' or 'demand' (a supervisor's "verify now"). */
+    trigger: text('trigger').notNull(),
+    startedAt: timestamptz('started_at').notNull(),
+    finishedAt: timestamptz('finished_at'),
+    chains: integer('chains'),
+    chainsValid: integer('chains_valid'),
+    records: bigint('records', { mode: 'number' }),
+    /** The problems found (kind, chain, seq), at most a hundred. */
+    problems: jsonb('problems'),
+    /** Why it could not finish, when it could not. */
+    error: text('error'),
+  },
+  (table) => [index('audit_verifications_started').on(table.startedAt)],
+);
+
 /** Applications (共享申请): a consumer agency asks to use a resource, for a purpose, under a law. */
 export const applications = pgTable(
   'applications',

@@ -85,7 +85,7 @@ async function sessions(app: FastifyInstance, options: SessionOptions) {
     request.caller = null;
     const person = request.session.get('person');
     if (!person) return;
-    const now = Date.now();
+    const now = app.clock().getTime();
     const ended = now - person.signedInAt > options.maxMs ? 'session_timeout' : now - person.seenAt > options.idleMs ? 'idle_timeout' : null;
     if (ended) {
       request.session.set('person', undefined);

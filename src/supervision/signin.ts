@@ -2,8 +2,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { defineProblem, ownProblemCode } from '../errors.js';
-import { sendPage } from '../portal/cache.js';
-import { peopleFrame, safeReturnTo } from './frame.js';
+import { sendPersonalPage } from './context.js';
+import { safeReturnTo } from './frame.js';
 import type { Person, SignInIssuers } from './oidc.js';
 import { callerOf } from './session.js';
 
@@ -55,11 +55,14 @@ function loginRoute(app: FastifyInstance, { issuers, publicUrl, supervisors }: S
       if (returnTo === false) throw new ReturnToRefused();
       const chosen = request.query.issuer ?? (issuers.entries.length === 1 ? issuers.entries[0]?.name : undefined);
       if (!chosen) {
-        const frame = peopleFrame(request, reply, supervisors);
-        const html = await reply.viewAsync('supervision/templates/login.eta', { frame, title: frame.t('signin.title'), issuers: issuers.entries, returnTo, ended: request.sessionEnded });
-        return sendPage(request, reply.header('cache-control', 'no-store'), { html, locale: frame.locale });
+        return sendPersonalPage(request, reply, { supervisors }, 'supervision/templates/login.eta', (frame) => ({
+          title: frame.t('signin.title'),
+          issuers: issuers.entries,
+          returnTo,
+          ended: request.sessionEnded,
+        }));
       }
-      const { url, pending } = await issuers.start(chosen, returnTo, Date.now());
+      const { url, pending } = await issuers.start(chosen, returnTo, app.clock().getTime());
       request.session.set('pending', pending);
       return reply.redirect(url, 303);
     },
@@ -70,9 +73,9 @@ function callbackRoute(app: FastifyInstance, { issuers, publicUrl }: SignInOptio
   app.get('/login/callback', { schema: { hide: true }, config: { audit: 'session.signin' } }, async (request, reply) => {
     const { person, returnTo } = await refusedWith(request, async () => {
       const pending = request.session.get('pending');
-      if (!pending || Date.now() - pending.startedAt > PENDING_MS) throw new SignInExpired();
+      if (!pending || app.clock().getTime() - pending.startedAt > PENDING_MS) throw new SignInExpired();
       request.session.set('pending', undefined);
-      return { person: await issuers.finish(pending, new URL(request.url, publicUrl), Date.now()), returnTo: pending.returnTo };
+      return { person: await issuers.finish(pending, new URL(request.url, publicUrl), app.clock().getTime()), returnTo: pending.returnTo };
     });
     // A new session at sign-in: nothing of the one before (a planted cookie included) carries over.
     request.session.regenerate();
@@ -86,9 +89,7 @@ function callbackRoute(app: FastifyInstance, { issuers, publicUrl }: SignInOptio
 function logoutRoutes(app: FastifyInstance, { issuers, supervisors }: SignInOptions) {
   app.get('/logout', { schema: { hide: true } }, async (request, reply) => {
     if (!request.person) return reply.redirect('/', 303);
-    const frame = peopleFrame(request, reply, supervisors);
-    const html = await reply.viewAsync('supervision/templates/logout.eta', { frame, title: frame.t('signout.title') });
-    return sendPage(request, reply.header('cache-control', 'no-store'), { html, locale: frame.locale });
+    return sendPersonalPage(request, reply, { supervisors }, 'supervision/templates/logout.eta', (frame) => ({ title: frame.t('signout.title') }));
   });
 
   app.post('/logout', { schema: { hide: true }, config: { audit: 'session.signout' }, preHandler: app.csrfProtection }, async (request, reply) => {

@@ -7,6 +7,7 @@ import tap, { type Test } from 'tap';
 import pino from 'pino';
 import postgres from 'postgres';
 import type { App } from '../../src/app.js';
+import type { DemoPerson } from '../../src/demo/people.js';
 import { openGateway } from '../../src/startup.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { gatewayLogger } from '../../src/logger.js';
@@ -105,6 +106,8 @@ export interface TestAppOptions {
   clock?: () => Date;
   /** Add test-only routes before the app is ready. */
   extend?: (app: App) => void | Promise<void>;
+  /** Mount the demo identity provider with these people (see test/helpers/people.ts). */
+  demoPeople?: DemoPerson[];
 }
 
 /**
@@ -133,7 +136,7 @@ export async function buildTestApp(t: Test, driver: Driver, options: TestAppOpti
   const config = testConfig({ OPEN_DATA_DIR: downloads, ...options.env });
   const database = options.database ?? (await sharedDatabase(driver));
   const logger = options.logs?.logger ?? pino({ level: 'silent' });
-  const app = await openGateway(config, { database, logger, ...(options.clock ? { clock: options.clock } : {}), ...(options.extend ? { extend: options.extend } : {}) });
+  const app = await openGateway(config, { database, logger, ...(options.clock ? { clock: options.clock } : {}), ...(options.extend ? { extend: options.extend } : {}), ...(options.demoPeople ? { demoPeople: options.demoPeople } : {}) });
   t.teardown(() => app.close());
   return app;
 }
