@@ -31,6 +31,9 @@ export const fastifyErrorCodes: Record<string, string> = {
   FST_ERR_BAD_URL: 'invalid_url',
   FST_ERR_ASYNC_CONSTRAINT: 'invalid_request',
   FST_ERR_HANDLER_TIMEOUT: 'timeout',
+  // @fastify/csrf-protection: a form without its token, or with one not of this session.
+  FST_CSRF_MISSING_SECRET: 'csrf_invalid',
+  FST_CSRF_INVALID_TOKEN: 'csrf_invalid',
 };
 
 export const problemTitles: Record<number, string> = {

@@ -4,7 +4,7 @@ import t from 'tap';
 import { and, eq, inArray, isNull } from 'drizzle-orm';
 import { runCli } from '../src/cli.js';
 import { openDatabase } from '../src/db/index.js';
-import { auditEvents, clients, grants } from '../src/db/schema.js';
+import { applications, auditEvents, clients, grants } from '../src/db/schema.js';
 import type { DemoCredentials } from '../src/demo/clients.js';
 import { buildTestApp, forEachDriver, freshDatabaseUrl, TEST_AUDIT_HASH_KEY, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js';
 
@@ -62,9 +62,26 @@ forEachDriver(t, 'gateway demo seed --clients: the demo clients, their grants, a
       { action: 'application.decide', resource: '330000-EDU-00001', agency: 'zj-edu' },
       { action: 'application.create', resource: '330000-PSB-00001', agency: 'zj-hrss' },
       { action: 'application.decide', resource: '330000-PSB-00001', agency: 'zj-psb' },
+      { action: 'application.create', resource: '330000-EDU-00003', agency: 'zj-hrss' },
+      { action: 'application.create', resource: '330000-EDU-00001', agency: 'zj-hrss' },
     ],
     'each application and decision is on the audit trail, once',
   );
+  const waiting = await database.db
+    .select({ resource: applications.resource, mode: applications.mode, status: applications.status, dueAt: applications.dueAt })
+    .from(applications)
+    .where(eq(applications.status, 'pending'))
+    .orderBy(applications.dueAt);
+  t.same(
+    waiting.map(({ resource, mode }) => ({ resource, mode })),
+    [
+      { resource: '330000-EDU-00003', mode: 'verify' },
+      { resource: '330000-EDU-00001', mode: 'read' },
+    ],
+    'two applications wait for the provider, made once though the seed ran twice',
+  );
+  t.ok((waiting[0]?.dueAt as Date) < new Date(), 'the first is past its due date (overdue)');
+  t.ok((waiting[1]?.dueAt as Date) > new Date(), 'the second is not');
 
   // The gateway takes the new secrets, and the consumer's grant decides its verify.
   const app = await buildTestApp(t, driver, { database });

@@ -10,10 +10,18 @@ import { problemType } from '../errors.js';
 import type { AuditRecord } from './chain.js';
 import { applyRetention, ensureMonthPartitions } from './partitions.js';
 import { auditRoutes } from './routes.js';
+import { lastVerification, runVerification, type VerificationRun, type VerificationTrigger } from './verifications.js';
 import { AuditUnavailable, AuditWriter, subjectRef, type AuditInput } from './writer.js';
 
 export { AuditUnavailable, AuditWriter, subjectRef } from './writer.js';
 export type { AuditInput } from './writer.js';
+export type { ChainStatus, VerificationRun, VerificationTrigger } from './verifications.js';
+
+/** Full verifications of the chains: run one now (or join the one running), read the newest. */
+export interface AuditVerification {
+  runNow(trigger: VerificationTrigger): Promise<VerificationRun>;
+  last(): Promise<VerificationRun | null>;
+}
 
 /** What a handler adds to its request's audit record: the resource, fields, rows, persons, grant. */
 export type AuditDetails = Partial<
@@ -44,6 +52,7 @@ declare module 'fastify' {
     sealCursor(position: unknown): string;
     /** The position in a sealed cursor; 400 invalid_cursor when it is not one of ours. */
     openCursor<T>(cursor: string, isValid: (value: unknown) => value is T): T;
+    auditVerification: AuditVerification;
   }
 }
 
@@ -89,6 +98,50 @@ async function maintainPartitions(app: FastifyInstance, config: Config) {
   }
 }
 
+/** How long closing waits for a verification that is running (its row then stays unfinished). */
+const CLOSE_WAIT_MS = 5000;
+
+/**
+ * Full verifications, one at a time on this instance: on demand, and every AUDIT_VERIFY_HOURS
+ * (0: never by itself). The schedule looks every hour (or period, if shorter) at the newest run of
+ * any instance and starts one only when that is a period old, so that instances take turns.
+ */
+function verifications(app: FastifyInstance, config: Config, instance: string): AuditVerification {
+  let running: Promise<VerificationRun> | undefined;
+  const runNow = (trigger: VerificationTrigger) => {
+    running ??= runVerification(app.db, instance, trigger).then((run) => {
+      if (run.error) app.log.error({ verification: run.id, error: run.error }, 'audit verification failed');
+      else if (run.chains_valid !== run.chains) app.log.warn({ verification: run.id, problems: run.problems?.slice(0, 10) }, 'audit chains do not verify');
+      else app.log.info({ verification: run.id, chains: run.chains, records: run.records, trigger }, 'audit chains verify');
+      return run;
+    }).finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+  const last = () => lastVerification(app.db);
+  const period = config.AUDIT_VERIFY_HOURS * 3_600_000;
+  if (period > 0) {
+    // setInterval cannot wait past 2^31 ms (24.8 days): the schedule looks often and decides.
+    const every = Math.min(period, 3_600_000);
+    const tick = setInterval(async () => {
+      try {
+        const newest = await last();
+        if (running || (newest && Date.now() - Date.parse(newest.started_at) < period - every / 2)) return;
+        await runNow('schedule');
+      } catch (error) {
+        app.log.error({ err: error }, 'audit verification schedule failed');
+      }
+    }, every);
+    tick.unref();
+    app.addHook('onClose', async () => clearInterval(tick));
+  }
+  app.addHook('onClose', async () => {
+    if (running) await Promise.race([running, new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref())]);
+  });
+  return { runNow, last };
+}
+
 /**
  * The audit trail. Every answer of an audited route — allowed, refused or failed — and every
  * refused token anywhere is recorded, and the answer waits for the commit of its record
@@ -106,8 +159,10 @@ async function audit(app: FastifyInstance, { config }: AuditOptions) {
   const daily = setInterval(() => void maintainPartitions(app, config), 86_400_000);
   daily.unref();
   app.addHook('onClose', async () => clearInterval(daily));
-  await writer.start(`${hostname()}:${process.pid}`);
+  const instance = `${hostname()}:${process.pid}`;
+  await writer.start(instance);
   app.decorate('audit', writer);
+  app.decorate('auditVerification', verifications(app, config, instance));
   // Imported once: a raw key would be imported again for every person of every request.
   const refKey = createSecretKey(hashKey);
   app.decorate('subjectRef', (value: string) => subjectRef(refKey, value));

@@ -1,17 +1,17 @@
-import { Readable } from 'node:stream';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TypedApp } from '../plugins/typed-app.js';
-import { stringify } from 'csv-stringify';
-import { and, asc, desc, eq, gte, lt, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, sql } from 'drizzle-orm';
 import Type from 'typebox';
 import type { Config } from '../config.js';
-import { rowsOf, type Db } from '../db/index.js';
-import { agencies, auditCheckpoints, auditEvents, resources } from '../db/schema.js';
+import { rowsOf } from '../db/index.js';
+import { auditCheckpoints, auditEvents } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
 import { decodeCursor, isTimeKey, page } from '../pagination.js';
-import type { Caller } from '../plugins/auth.js';
-import { checkpointFromRow, fromRow } from './writer.js';
+import { trailScopeOf } from './scope.js';
+import { accessLog, eventPage, eventsCsv, instant, trailWhere } from './trail.js';
+import { checkpointFromRow } from './writer.js';
 
 export const CitizenOnly = defineProblem<[]>('citizen_only', 'This route answers a citizen about their own records.', 403);
 
@@ -64,7 +64,6 @@ const AuditEventView = Type.Object(
   },
   { $id: 'AuditEvent' },
 );
-const csvColumns = Object.keys(AuditEventView.properties);
 
 const Stat = Type.Object({
   key: nullable(Type.String()),
@@ -78,75 +77,10 @@ const Stat = Type.Object({
 
 const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, { $ref: 'Problem#' }]));
 
-/** Rows this caller may see: everything for a supervisor, else its own calls and uses of its data. */
-function scopeOf(supervisors: ReadonlySet<string>, caller: Caller | null): SQL | undefined {
-  if (caller?.kind !== 'agency') return sql`false`;
-  if (supervisors.has(caller.agency)) return undefined;
-  return or(eq(auditEvents.agency, caller.agency), eq(auditEvents.provider, caller.agency));
-}
-
-/** The instants PostgreSQL reads from ISO text (it has no year 0), and no record lies outside. */
-const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
-const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
-
-/**
- * The instant an RFC 3339 date-time names, within the years the trail can hold: a leap second
- * (`23:59:60`, which the date-time format allows and JavaScript's Date does not read) is taken as
- * POSIX time takes it, the next second; a time before year 1 or after 9999 as the first or last
- * instant there is, which selects the same records.
- */
-function instant(text: string): Date {
-  const leap = /^(.*T\d{2}:\d{2}:)60(.*)$/i.exec(text);
-  const time = leap ? Date.parse(`${leap[1]}59${leap[2]}`) + 1000 : Date.parse(text);
-  return new Date(Math.min(Math.max(time, EARLIEST), LATEST));
-}
-
-function filtersOf(supervisors: ReadonlySet<string>, request: FastifyRequest, query: { from?: string; to?: string; agency?: string; resource?: string; action?: string; outcome?: string }) {
-  return [
-    scopeOf(supervisors, request.caller),
-    query.from ? gte(auditEvents.occurredAt, instant(query.from)) : undefined,
-    query.to ? lt(auditEvents.occurredAt, instant(query.to)) : undefined,
-    query.agency ? eq(auditEvents.agency, query.agency) : undefined,
-    query.resource ? eq(auditEvents.resource, query.resource) : undefined,
-    query.action ? eq(auditEvents.action, query.action) : undefined,
-    query.outcome ? eq(auditEvents.outcome, query.outcome) : undefined,
-  ];
-}
-
-async function eventPage(db: Db, where: SQL | undefined, limit: number, after?: [string, string]) {
-  const keyset = after ? sql`(${auditEvents.occurredAt}, ${auditEvents.id}) < (${after[0]}::timestamptz, ${after[1]})` : undefined;
-  const rows = await db
-    .select()
-    .from(auditEvents)
-    .where(and(where, keyset))
-    .orderBy(desc(auditEvents.occurredAt), desc(auditEvents.id))
-    .limit(limit + 1);
-  const items = rows.slice(0, limit).map(fromRow);
-  const last = items.at(-1);
-  return { items, next: rows.length > limit && last ? ([last.occurred_at, last.id] as [string, string]) : null };
-}
-
-/** CSV of every matching event, read page by page: constant memory, any size. */
-function csvExport(db: Db, where: SQL | undefined, reply: FastifyReply) {
-  let after: [string, string] | undefined;
-  let done = false;
-  const rows = new Readable({
-    objectMode: true,
-    read: async function () {
-      if (done) return void this.push(null);
-      try {
-        const batch = await eventPage(db, where, 1000, after);
-        for (const item of batch.items) this.push({ ...item, subject_refs: item.subject_refs?.join(' '), fields: item.fields?.join(' ') });
-        if (batch.next) after = batch.next;
-        else done = true;
-        if (batch.items.length === 0) this.push(null);
-      } catch (error) {
-        this.destroy(error as Error);
-      }
-    },
-  });
-  reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="audit-events.csv"');
-  return reply.send(rows.pipe(stringify({ header: true, columns: csvColumns })));
+/** A CSV download (the typed reply knows only the JSON page's shape). */
+function sendCsv(reply: FastifyReply, filename: string, csv: Readable) {
+  reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="${filename}"`);
+  return reply.send(csv);
 }
 
 /** GET /v1/audit/events: the trail the caller may see, as JSON pages or one CSV. */
@@ -173,8 +107,8 @@ function eventsRoute(app: TypedApp, supervisors: ReadonlySet<string>) {
     },
     async (request, reply) => {
       const { limit, cursor, ...query } = request.query;
-      const where = and(...filtersOf(supervisors, request, query));
-      if (request.headers.accept?.includes('text/csv')) return csvExport(app.db, where, reply);
+      const where = trailWhere(trailScopeOf(supervisors, request.caller), query);
+      if (request.headers.accept?.includes('text/csv')) return sendCsv(reply, 'audit-events.csv', eventsCsv(app.db, where));
       const result = await eventPage(app.db, where, limit, cursor ? decodeCursor(cursor, isTimeKey) : undefined);
       return page(request, reply, { items: result.items }, result.next);
     },
@@ -213,7 +147,7 @@ function statsRoute(app: TypedApp, supervisors: ReadonlySet<string>) {
     async (request) => {
       const to = request.query.to ? instant(request.query.to) : new Date();
       const from = request.query.from ? instant(request.query.from) : new Date(to.getTime() - 86_400_000);
-      const where = and(...filtersOf(supervisors, request, { from: from.toISOString(), to: to.toISOString() }));
+      const where = trailWhere(trailScopeOf(supervisors, request.caller), { from: from.toISOString(), to: to.toISOString() });
       const result = await app.db.execute(sql`
         select ${auditEvents.resource} as resource, ${auditEvents.agency} as agency,
                grouping(${auditEvents.resource}) as g_resource, grouping(${auditEvents.agency}) as g_agency,
@@ -333,6 +267,7 @@ function accessLogRoute(app: TypedApp) {
                 resource: nullable(Type.String()),
                 resource_name: nullable(Type.String()),
                 purpose: nullable(Type.String()),
+                legal_basis: nullable(Type.String({ description: 'The law or grant the use rested on' })),
                 fields: Type.Union([Type.Array(Type.String()), Type.Null()]),
               }),
             ),
@@ -350,43 +285,8 @@ function accessLogRoute(app: TypedApp) {
       }
       if (caller.kind !== 'citizen') throw new CitizenOnly();
       const { limit, cursor } = request.query;
-      const after = cursor ? decodeCursor(cursor, isTimeKey) : undefined;
-      const rows = await app.db
-        .select({
-          id: auditEvents.id,
-          occurredAt: auditEvents.occurredAt,
-          agency: auditEvents.agency,
-          agencyName: agencies.name,
-          action: auditEvents.action,
-          resource: auditEvents.resource,
-          resourceName: resources.name,
-          purpose: auditEvents.purpose,
-          fields: auditEvents.fields,
-        })
-        .from(auditEvents)
-        .leftJoin(agencies, eq(agencies.code, auditEvents.agency))
-        .leftJoin(resources, eq(resources.code, auditEvents.resource))
-        .where(
-          and(
-            sql`${auditEvents.subjectRefs} @> array[${app.subjectRef(caller.person)}]::text[]`,
-            eq(auditEvents.outcome, 'allowed'),
-            after ? sql`(${auditEvents.occurredAt}, ${auditEvents.id}) < (${after[0]}::timestamptz, ${after[1]})` : undefined,
-          ),
-        )
-        .orderBy(desc(auditEvents.occurredAt), desc(auditEvents.id))
-        .limit(limit + 1);
-      const items = rows.slice(0, limit).map((row) => ({
-        occurred_at: row.occurredAt.toISOString(),
-        agency: row.agency,
-        agency_name: row.agencyName,
-        action: row.action,
-        resource: row.resource,
-        resource_name: row.resourceName,
-        purpose: row.purpose,
-        fields: row.fields,
-      }));
-      const last = rows.slice(0, limit).at(-1);
-      return page(request, reply, { items }, rows.length > limit && last ? [last.occurredAt.toISOString(), last.id] : null);
+      const result = await accessLog(app.db, app.subjectRef(caller.person), limit, cursor ? decodeCursor(cursor, isTimeKey) : undefined);
+      return page(request, reply, { items: result.items }, result.next);
     },
   );
 }

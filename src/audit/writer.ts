@@ -7,6 +7,7 @@ import { auditChains, auditCheckpoints, auditEvents } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
 import type { KeyStore } from '../identity/index.js';
 import { AUDIT_COLUMNS, checkpointPayload, GENESIS_HASH, recordHash, type AuditRecord, type Checkpoint } from './chain.js';
+import { hourlyRollup } from './rollup.js';
 
 export const AuditUnavailable = defineProblem<[]>(
   'audit_unavailable',
@@ -265,17 +266,22 @@ export function subjectRef(key: Buffer | KeyObject, value: string): string {
 }
 
 const names = AUDIT_COLUMNS.map(([name]) => name).join(', ');
-const INSERT_HEAD = sql.raw(`insert into audit_events (${names}) select ${names} from jsonb_to_recordset(`);
-const INSERT_TAIL = sql.raw(`::text::jsonb) as batch(${AUDIT_COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')})`);
+const INSERT_HEAD = sql.raw(`with inserted as (insert into audit_events (${names}) select ${names} from jsonb_to_recordset(`);
+const INSERT_TAIL = sql.raw(
+  `::text::jsonb) as batch(${AUDIT_COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')}) ` +
+    'returning occurred_at, agency, provider, resource, action, outcome, reason, latency_ms) ',
+);
+const COUNT_INSERTED = hourlyRollup('inserted', 'add');
 
 /**
  * One insert for a whole batch, its rows as one JSON parameter: the statement is the same for
  * every batch size (prepared once per connection), and building it costs one JSON.stringify
- * instead of a query builder's walk over every value.
+ * instead of a query builder's walk over every value. The same statement adds the batch's
+ * counts to audit_hourly (a data-modifying CTE): the rollup commits with its records or not at all.
  */
 export function insertBatch(records: AuditRecord[]): SQL {
   // A record's keys are the columns: jsonb_to_recordset takes each by its name.
-  return sql`${INSERT_HEAD}${JSON.stringify(records)}${INSERT_TAIL}`;
+  return sql`${INSERT_HEAD}${JSON.stringify(records)}${INSERT_TAIL}${COUNT_INSERTED}`;
 }
 
 /** A stored row back in the record's wire form (what the hash covers). */

@@ -4,7 +4,7 @@ import { and, eq, gt, isNull } from 'drizzle-orm';
 import type { AuditInput } from '../audit/index.js';
 import { findResource } from '../catalog/index.js';
 import type { Database } from '../db/index.js';
-import { clients, grants } from '../db/schema.js';
+import { applications, clients, grants } from '../db/schema.js';
 import { createClient, rotateClientSecret, type ClientSecrets } from '../identity/index.js';
 import { apply, decide, GRANTS_CHANNEL, type Mode, type SharingSettings } from '../sharing/index.js';
 
@@ -28,6 +28,8 @@ interface DemoParty {
   scopes: string[];
   /** Applied for by this party and approved by the resource's provider, as in real use. */
   grants?: DemoGrant[];
+  /** Applied for by this party and waiting for the provider: submitted that many days ago (the first one is overdue). */
+  pending?: Array<DemoGrant & { submittedDaysAgo: number }>;
 }
 
 /**
@@ -54,6 +56,24 @@ export const DEMO_PARTIES: Record<DemoRole, DemoParty> = {
         fields: ['id_number', 'name', 'gender', 'birth_date', 'region_code'],
         purpose: '就业补贴资格审核：核对申请人的户籍所在地',
         legal_basis: '《浙江省就业补助资金管理办法》；《浙江省公共数据条例》第二十二条',
+      },
+    ],
+    pending: [
+      {
+        resource: '330000-EDU-00003',
+        mode: 'verify',
+        fields: ['certificate_number', 'name', 'id_number', 'qualification_type'],
+        purpose: '职业技能培训讲师资格审查：核验讲师的教师资格证书',
+        legal_basis: '《教师资格条例》；《浙江省职业技能提升行动实施方案》；《浙江省公共数据条例》第二十二条',
+        submittedDaysAgo: 30,
+      },
+      {
+        resource: '330000-EDU-00001',
+        mode: 'read',
+        fields: ['student_id', 'name', 'school', 'grade', 'status'],
+        purpose: '技能培训补贴：核对在读学员的年级和学籍状态',
+        legal_basis: '《浙江省就业补助资金管理办法》；《浙江省公共数据条例》第二十二条',
+        submittedDaysAgo: 1,
       },
     ],
   },
@@ -129,6 +149,40 @@ export interface DemoClientOptions {
 }
 
 /**
+ * The consumer's applications that wait for the provider, for the supervision pages to show (one
+ * past its legal due date): made once, as if submitted `submittedDaysAgo` days ago, and made again
+ * only when none of that resource and mode is pending any more (decided in a walk-through).
+ */
+async function seedPendingApplications(database: Database, options: DemoClientOptions, clientId: string) {
+  const consumer = DEMO_PARTIES.consumer;
+  for (const wanted of consumer.pending ?? []) {
+    const [waiting] = await database.db
+      .select({ id: applications.id })
+      .from(applications)
+      .where(and(eq(applications.agency, consumer.agency), eq(applications.resource, wanted.resource), eq(applications.mode, wanted.mode), eq(applications.status, 'pending')));
+    if (waiting) continue;
+    const stored = await findResource(database.db, wanted.resource);
+    if (!stored) throw new Error(`the demo needs ${wanted.resource} in the catalog: sync the catalog first`);
+    const { submittedDaysAgo, ...input } = wanted;
+    const submitted = new Date(options.now.getTime() - submittedDaysAgo * 86_400_000);
+    const { application } = await apply(database.db, stored.document, { agency: consumer.agency, clientId }, { ...input, duration_days: options.settings.maxDurationDays }, options.settings, submitted);
+    await options.record({
+      resource: wanted.resource,
+      provider: stored.document.provider,
+      purpose: wanted.purpose,
+      legal_basis: wanted.legal_basis,
+      fields: wanted.fields,
+      action: 'application.create',
+      outcome: 'allowed',
+      status: 202,
+      agency: consumer.agency,
+      client_id: clientId,
+      reason: `demo set-up: ${application.id}`,
+    });
+  }
+}
+
+/**
  * Make the demo's clients (or give the ones an earlier start made new secrets) and the consumer's
  * grants: applied for and approved by the provider through the same acts as over the API, each on
  * the audit trail. A grant that is still active is not applied for again, so running this twice
@@ -192,6 +246,7 @@ export async function seedDemoClients(database: Database, options: DemoClientOpt
     if (decided.grant) await database.notify(GRANTS_CHANNEL, decided.grant.id);
   }
 
+  await seedPendingApplications(database, options, made.consumer.client_id);
   return {
     note: 'Demo clients of this gateway (DEMO_DATA=auto). Each secret works until the demo makes them again; never use them outside the demo.',
     ...made,

@@ -6,8 +6,8 @@ import { sharingRoutes } from './routes.js';
 import type { SharingSettings } from './applications.js';
 import { calendarFrom } from './workdays.js';
 
-export { apply, decide, findApplication } from './applications.js';
-export type { Application, SharingSettings } from './applications.js';
+export { apply, decide, findApplication, NotProvider } from './applications.js';
+export type { Application, DecisionInput, SharingSettings } from './applications.js';
 export { findGrant, GrantCache, GRANTS_CHANNEL, grantStatus, revokeGrant } from './grants.js';
 export type { Act, Decision, DenialReason, Grant, Mode } from './grants.js';
 export {

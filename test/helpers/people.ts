@@ -4,8 +4,12 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import type { App } from '../../src/app.js';
 import type { Driver } from '../../src/db/index.js';
+import { seedDemoClients, type DemoCredentials } from '../../src/demo/clients.js';
 import { ensureDemoPeople, type DemoPerson } from '../../src/demo/people.js';
-import { buildTestApp, type TestAppOptions } from './app.js';
+import { seedDemo } from '../../src/demo/seed.js';
+import { sharingSettings } from '../../src/sharing/index.js';
+import { buildTestApp, testConfig, type TestAppOptions } from './app.js';
+import { accessToken, VERIFY } from './demo-gateways.js';
 import { freePort } from './server.js';
 
 /** A browser's cookies, enough of one for a sign-in: by name, sent on the paths they were set for. */
@@ -97,8 +101,8 @@ export interface PeopleGateway {
 }
 
 /**
- * The gateway listening on loopback with the demo identity provider and its people mounted, as
- * the embedded demo has them, on either driver.
+ * The gateway listening on loopback with the demo identity provider and its people mounted, and
+ * the demo supervisor agency (zj-dsj) a supervisor, as the embedded demo has them, on either driver.
  */
 export async function peopleGateway(t: Test, driver: Driver, options: TestAppOptions = {}): Promise<PeopleGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'people-'));
@@ -106,7 +110,7 @@ export async function peopleGateway(t: Test, driver: Driver, options: TestAppOpt
   const people = await ensureDemoPeople(join(dir, 'demo-credentials.json'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const app = await buildTestApp(t, driver, { ...options, env: { PUBLIC_URL: url, HOST: '127.0.0.1', PORT: String(port), ...options.env }, demoPeople: people });
+  const app = await buildTestApp(t, driver, { ...options, env: { PUBLIC_URL: url, HOST: '127.0.0.1', PORT: String(port), SUPERVISOR_AGENCIES: 'zj-dsj', ...options.env }, demoPeople: people });
   await app.listen({ host: '127.0.0.1', port });
   const person = (role: DemoPerson['role']) => people.find((p) => p.role === role) as DemoPerson;
   const go = (jar: CookieJar, path: string, init?: VisitOptions) => visit(jar, new URL(path, url), init);
@@ -129,4 +133,31 @@ export async function peopleGateway(t: Test, driver: Driver, options: TestAppOpt
   }
 
   return { url, app, people, person, signIn, visit: go };
+}
+
+/**
+ * The demo's exchange records and clients, as the embedded demo's first start loads them (its
+ * grants approved, two applications waiting, the first overdue): for pages about exchanges.
+ */
+export async function seedDemoExchange(gateway: PeopleGateway): Promise<DemoCredentials> {
+  const { app } = gateway;
+  await seedDemo(app.database, 'small', undefined, { missingOnly: true });
+  const credentials = await seedDemoClients(app.database, {
+    record: (input) => app.audit.record(input),
+    settings: sharingSettings(testConfig()),
+    secrets: app.clientSecrets,
+    now: app.clock(),
+  });
+  await app.grants.reload();
+  return credentials;
+}
+
+/** The demo consumer verifies the demo citizen's student status, for `purpose` (sent as UTF-8, percent-encoded). */
+export async function demoVerify(gateway: PeopleGateway, credentials: DemoCredentials, purpose: string): Promise<Response> {
+  const token = await accessToken(gateway, credentials.consumer);
+  return fetch(`${gateway.url}/v1/resources/330000-EDU-00001/verify`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-purpose': encodeURIComponent(purpose) },
+    body: JSON.stringify(VERIFY),
+  });
 }

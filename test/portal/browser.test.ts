@@ -5,7 +5,6 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { sql } from 'drizzle-orm';
-import { AxeBuilder } from '@axe-core/playwright';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { findResource } from '../../src/catalog/index.js';
 import { rowsOf, type Driver } from '../../src/db/index.js';
@@ -15,15 +14,13 @@ import { GRID_PAGE } from '../../src/portal/grid.js';
 import { translator, type Locale } from '../../src/portal/i18n.js';
 import { qualified, recordTable } from '../../src/records/index.js';
 import { buildTestApp, freshDatabase, testDrivers } from '../helpers/app.js';
+import { assertAccessible, assertAccessibleWithoutScripts, CHROMIUM } from '../helpers/axe.js';
 import { freePort } from '../helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const VILLAGES = DIVISIONS.villages.code;
 const CONDITIONAL = '330000-HRSS-00003';
 const COUNTY = '330106';
 const SCREENSHOT = join(projectRoot, 'docs', 'portal-dataset.png');
-/** The WCAG 2.1 A and AA rules of axe (not its best practices). */
-const WCAG = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
 const LOCALES: Locale[] = ['zh-Hans', 'en'];
 const run = promisify(execFile);
 
@@ -71,47 +68,6 @@ async function visitor(t: Test, portal: Portal, javaScriptEnabled = true): Promi
   });
   t.teardown(() => context.close());
   return context;
-}
-
-async function assertAccessible(t: Test, page: Page, what: string) {
-  const { violations } = await new AxeBuilder({ page }).withTags(WCAG).analyze();
-  const found = violations.map((violation) => ({
-    id: violation.id,
-    impact: violation.impact,
-    help: violation.help,
-    nodes: violation.nodes.map((node) => ({ target: node.target.join(' '), html: node.html, summary: node.failureSummary })),
-  }));
-  if (found.length) t.comment(`axe on ${what} (${page.url()}):\n${JSON.stringify(found, null, 2)}`);
-  t.same(
-    found.map((violation) => violation.id),
-    [],
-    `${what}: no WCAG 2.1 A/AA violation`,
-    { violations: found },
-  );
-}
-
-/**
- * axe runs inside the page, so it cannot run where JavaScript is off (it hangs:
- * dequelabs/axe-core-npm#529). The DOM the JavaScript-less browser built is served again, at the
- * same address (for the same styles), under a CSP that lets no page script run, to a page axe
- * can run in: what is checked is what a visitor without JavaScript has.
- */
-async function assertAccessibleWithoutScripts(t: Test, checker: BrowserContext, scriptless: Page, what: string) {
-  const html = await scriptless.content();
-  const address = new URL(scriptless.url());
-  address.hash = '';
-  const page = await checker.newPage();
-  try {
-    await page.route(
-      (url) => url.href === address.href,
-      (route) => route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', headers: { 'content-security-policy': "script-src 'none'" }, body: html }),
-    );
-    await page.goto(address.href);
-    t.equal(await page.evaluate('typeof window.htmx'), 'undefined', `${what}: no page script ran`);
-    await assertAccessible(t, page, `${what}, without JavaScript`);
-  } finally {
-    await page.close();
-  }
 }
 
 /** Every page type, how it answers, and what it must show. */

@@ -42,6 +42,27 @@
     return chart;
   }
 
+  // Stacked bars over time: the table's first column is the step, the others (named by its header) the stacks.
+  function drawSeries(element, echarts) {
+    var table = document.getElementById(element.dataset.table);
+    var names = table ? Array.prototype.slice.call(table.tHead.rows[0].cells, 1).map(function (cell) { return cell.textContent.trim(); }) : [];
+    var rows = tableRows(element.dataset.table);
+    var colors = ['#0b5cad', '#b35c00', '#b00020'];
+    var chart = echarts.init(element, null, { renderer: 'svg' });
+    chart.setOption({
+      aria: { enabled: true },
+      grid: { left: 56, right: 24, top: 32, bottom: 56 },
+      legend: { top: 0 },
+      tooltip: { trigger: 'axis' },
+      xAxis: { type: 'category', data: rows.map(function (r) { return r[0]; }), axisLabel: { rotate: 30 } },
+      yAxis: { type: 'value', minInterval: 1 },
+      series: names.map(function (name, index) {
+        return { name: name, type: 'bar', stack: 'all', data: rows.map(function (r) { return number(r[index + 1]); }), itemStyle: { color: colors[index % colors.length] } };
+      }),
+    });
+    return chart;
+  }
+
   function drawMap(element, echarts) {
     return fetch(element.dataset.geojson).then(function (response) {
       if (!response.ok) throw new Error('HTTP ' + response.status);
@@ -70,7 +91,8 @@
       elements.forEach(function (element) {
         element.setAttribute('data-drawn', '');
         element.hidden = false;
-        var drawn = element.dataset.chart === 'map' ? drawMap(element, echarts) : drawBar(element, echarts);
+        var kind = element.dataset.chart;
+        var drawn = kind === 'map' ? drawMap(element, echarts) : kind === 'series' ? drawSeries(element, echarts) : drawBar(element, echarts);
         Promise.resolve(drawn).then(function (chart) {
           window.addEventListener('resize', function () { chart.resize(); });
           // With the map drawn, its long table of points folds away (one click opens it again).
