@@ -69,7 +69,10 @@ export interface TrailOverview {
   from: string;
   to: string;
   granularity: 'hour' | 'day';
-  /** Every hour (UTC) or day (Asia/Shanghai, from its local midnight) of the range, empty ones too. */
+  /**
+   * Every hour (UTC) or day (Asia/Shanghai, `at` its local midnight) of the range, empty ones
+   * too; a day cut by `from` or `to` counts the range's hours of it.
+   */
   series: Array<{ at: string; allowed: number; denied: number; errors: number }>;
   total: TrailStat;
   /** Reasons of refusals, most frequent first. */
@@ -122,7 +125,7 @@ export function percentile(buckets: readonly number[], q: number): number | null
     }
     below += count;
   }
-  /* c8 ignore next: rank ≤ n, so some bucket reaches it */
+  /* c8 ignore next -- rank ≤ n, so some bucket reaches it */
   return null;
 }
 
@@ -131,17 +134,14 @@ class Tally {
   allowed = 0;
   denied = 0;
   errors = 0;
-  /** Records without a latency count here, in the totals but in no percentile. */
-  unmeasured = 0;
   readonly buckets: number[] = LATENCY_BUCKETS_MS.map(() => 0);
 
+  /** Records without a latency (bucket -1) count in the totals, in no percentile. */
   add(bucket: number, allowed: number, denied: number, errors: number) {
     this.allowed += allowed;
     this.denied += denied;
     this.errors += errors;
-    const all = allowed + denied + errors;
-    if (bucket >= 0 && bucket < this.buckets.length) this.buckets[bucket] = (this.buckets[bucket] as number) + all;
-    else this.unmeasured += all;
+    if (bucket >= 0 && bucket < this.buckets.length) this.buckets[bucket] = (this.buckets[bucket] as number) + allowed + denied + errors;
   }
 
   stat(key: string | null): TrailStat {
@@ -211,7 +211,7 @@ const BY_REASON = 0b110;
 /**
  * The range's totals, per resource and per calling agency (each with its latency histogram),
  * and its refusals per reason, in one pass over audit_hourly: its rows summed by the keys of
- * all four first (a few thousand at most, whatever the range), then grouping sets over those
+ * all four first (as many as the catalog has combinations, whatever the range), then grouping sets over those
  * (four hash tables over every row of the range cost three times as much). The percentiles are
  * read off the histograms here.
  */
@@ -244,13 +244,13 @@ async function stats(db: Db, scope: TrailScope, from: Date, to: Date): Promise<P
     const tally = grouping === BY_RESOURCE ? tallyOf(byResource, row.resource as string) : grouping === BY_AGENCY ? tallyOf(byAgency, row.agency as string) : total;
     tally.add(Number(row.bucket), allowed, denied, errors);
   }
-  const stats = (tallies: Map<string, Tally>) =>
+  const ranked = (tallies: Map<string, Tally>) =>
     [...tallies].map(([key, tally]) => tally.stat(key === '' ? null : key)).sort((a, b) => b.count - a.count || String(a.key).localeCompare(String(b.key)));
   return {
     total: total.stat(null),
     refusals: refusals.sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason)),
-    byResource: stats(byResource),
-    byAgency: stats(byAgency),
+    byResource: ranked(byResource),
+    byAgency: ranked(byAgency),
   };
 }
 

@@ -202,25 +202,16 @@ export interface AccessLogEntry {
   occurred_at: string;
   agency: string | null;
   agency_name: string | null;
+  /** The agency's and the resource's names in English (the citizen's page in English; the API leaves them out). */
+  agency_name_en: string | null;
   action: string;
   resource: string | null;
   resource_name: string | null;
+  resource_title: string | null;
   purpose: string | null;
   legal_basis: string | null;
   fields: string[] | null;
 }
-
-export const ACCESS_LOG_COLUMNS: ReadonlyArray<keyof AccessLogEntry> = [
-  'occurred_at',
-  'agency',
-  'agency_name',
-  'action',
-  'resource',
-  'resource_name',
-  'purpose',
-  'legal_basis',
-  'fields',
-];
 
 /** The allowed uses of records about the person `subjectRef` stands for, newest first. */
 export async function accessLog(db: Db, subjectRef: string, limit: number, after?: TimeKey): Promise<{ items: AccessLogEntry[]; next: TimeKey | null }> {
@@ -230,9 +221,11 @@ export async function accessLog(db: Db, subjectRef: string, limit: number, after
       occurredAt: auditEvents.occurredAt,
       agency: auditEvents.agency,
       agencyName: agencies.name,
+      agencyNameEn: agencies.nameEn,
       action: auditEvents.action,
       resource: auditEvents.resource,
       resourceName: resources.name,
+      resourceTitle: resources.title,
       purpose: auditEvents.purpose,
       legalBasis: auditEvents.legalBasis,
       fields: auditEvents.fields,
@@ -248,9 +241,11 @@ export async function accessLog(db: Db, subjectRef: string, limit: number, after
     occurred_at: row.occurredAt.toISOString(),
     agency: row.agency,
     agency_name: row.agencyName,
+    agency_name_en: row.agencyNameEn,
     action: row.action,
     resource: row.resource,
     resource_name: row.resourceName,
+    resource_title: row.resourceTitle,
     purpose: row.purpose,
     legal_basis: row.legalBasis,
     fields: row.fields,
@@ -259,7 +254,13 @@ export async function accessLog(db: Db, subjectRef: string, limit: number, after
   return { items, next: rows.length > limit && last ? [last.occurredAt.toISOString(), last.id] : null };
 }
 
-/** A citizen's whole access log as CSV with a header line (fields space-separated). */
-export function accessLogCsv(db: Db, subjectRef: string): Readable {
-  return pagedCsv(ACCESS_LOG_COLUMNS, (after) => accessLog(db, subjectRef, CSV_PAGE, after), (item) => ({ ...item, fields: spaced(item.fields) }));
+/** A citizen's whole access log, newest first, read a page at a time (constant memory, any length). */
+export async function* accessLogAll(db: Db, subjectRef: string): AsyncGenerator<AccessLogEntry> {
+  let after: TimeKey | undefined;
+  for (;;) {
+    const { items, next } = await accessLog(db, subjectRef, CSV_PAGE, after);
+    yield* items;
+    if (!next) return;
+    after = next;
+  }
 }

@@ -8,7 +8,7 @@ import { frameOf } from '../portal/frame.js';
 import { wantsFragment } from '../portal/pages.js';
 import type { Translator } from '../portal/i18n.js';
 import { citizensOnly, personOf, sendPersonalPage, type PagesPlugin, type SupervisionContext } from './context.js';
-import { accessLogAll, accessLogPage, type AccessLogEntry } from './me-data.js';
+import { accessLog, accessLogAll, type AccessLogEntry } from '../audit/trail.js';
 import { namesFor, type Names } from './sharing-pages.js';
 
 const ENTRIES_PER_PAGE = 50;
@@ -21,7 +21,7 @@ function shown(entry: AccessLogEntry, tr: Translator, names: Names) {
   const en = tr.locale === 'en';
   const actionKey = `me.action.${entry.action}`;
   return {
-    occurredAt: entry.occurred_at,
+    occurredAt: new Date(entry.occurred_at),
     agency: (en ? entry.agency_name_en : entry.agency_name) ?? entry.agency ?? '',
     agencyCode: entry.agency ?? '',
     action: tr.t(actionKey) === actionKey ? entry.action : tr.t(actionKey),
@@ -41,7 +41,7 @@ function accessLogPageRoute(app: TypedApp, context: SupervisionContext) {
     async (request, reply) => {
       const ref = app.subjectRef(personOf(request).person as string);
       const { cursor } = request.query;
-      const { items, next } = await accessLogPage(app.db, ref, ENTRIES_PER_PAGE, cursor ? decodeCursor(cursor, isTimeKey) : undefined);
+      const { items, next } = await accessLog(app.db, ref, ENTRIES_PER_PAGE, cursor ? decodeCursor(cursor, isTimeKey) : undefined);
       const names = await namesFor(app, [], items.flatMap((entry) => (entry.resource ? [entry.resource] : [])));
       const template = wantsFragment(request, 'me-list') ? 'supervision/templates/partials/me-list.eta' : 'supervision/templates/me.eta';
       return sendPersonalPage(request, reply, context, template, (frame) => ({

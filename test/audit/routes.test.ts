@@ -508,6 +508,7 @@ forEachDriver(t, 'reading the audit trail', async (t, driver) => {
       resource: '330000-AMR-00001',
       provider: 'zj-amr',
       purpose: '社保待遇资格审核',
+      legal_basis: '《社会保险法》第七十五条',
       fields: ['uscc'],
       subject_refs: [other, person],
       occurred_at: minutesAgo(10),
@@ -550,6 +551,7 @@ forEachDriver(t, 'reading the audit trail', async (t, driver) => {
         resource: '330000-AMR-00001',
         resource_name: await resourceNameOf('330000-AMR-00001'),
         purpose: '社保待遇资格审核',
+        legal_basis: '《社会保险法》第七十五条',
         fields: ['uscc'],
       },
       {
@@ -560,6 +562,7 @@ forEachDriver(t, 'reading the audit trail', async (t, driver) => {
         resource: '330000-PSB-00001',
         resource_name: await resourceNameOf('330000-PSB-00001'),
         purpose: '学籍注册核验',
+        legal_basis: null,
         fields: ['name', 'id_number'],
       },
     ], 'exactly the allowed uses of records about this person, newest first');

@@ -152,12 +152,12 @@ export async function seedDemoExchange(gateway: PeopleGateway): Promise<DemoCred
   return credentials;
 }
 
-/** The demo consumer verifies the demo citizen's student status, for `purpose` (sent as UTF-8, percent-encoded). */
+/** The demo consumer verifies the demo citizen's student status, for `purpose` (sent in the RFC 8187 form, UTF-8 percent-encoded). */
 export async function demoVerify(gateway: PeopleGateway, credentials: DemoCredentials, purpose: string): Promise<Response> {
   const token = await accessToken(gateway, credentials.consumer);
   return fetch(`${gateway.url}/v1/resources/330000-EDU-00001/verify`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-purpose': encodeURIComponent(purpose) },
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-purpose': `UTF-8''${encodeURIComponent(purpose)}` },
     body: JSON.stringify(VERIFY),
   });
 }
