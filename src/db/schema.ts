@@ -264,6 +264,21 @@ export const auditHourly = pgTable(
   ],
 );
 
+/**
+ * Sessions of people ended by sign-out before their cookie would expire: a copy of the sealed
+ * cookie (kept by a proxy, a shared computer, malware) signs nobody in after it. Kept until the
+ * session's absolute timeout (`expires_at`), when the cookie is refused by its own time anyway.
+ */
+export const endedSessions = pgTable(
+  'ended_sessions',
+  {
+    sid: text('sid').primaryKey(),
+    endedAt: timestamptz('ended_at').notNull(),
+    expiresAt: timestamptz('expires_at').notNull(),
+  },
+  (table) => [index('ended_sessions_expires').on(table.expiresAt)],
+);
+
 /** Full verifications of the audit chains (scheduled every AUDIT_VERIFY_HOURS, or asked for): their result. */
 export const auditVerifications = pgTable(
   'audit_verifications',

@@ -6,6 +6,7 @@ import { keyEncryptionKey } from '../identity/index.js';
 import { problemOf, type ProblemExtras } from '../plugins/errors.js';
 import { sendErrorPage } from '../portal/index.js';
 import type { PagesPlugin, SupervisionContext } from './context.js';
+import { EndedSessions } from './ended.js';
 import { peopleFrame } from './frame.js';
 import { SignInIssuers } from './oidc.js';
 import sessions from './session.js';
@@ -52,6 +53,7 @@ async function supervision(app: FastifyInstance, options: SupervisionOptions) {
       idleMs: config.SESSION_IDLE_MINUTES * 60_000,
       maxMs: config.SESSION_MAX_HOURS * 3_600_000,
       formOrigins: issuers.origins(),
+      signedOut: new EndedSessions(app.db, () => app.clock()),
       ended: async (request, person, reason) => {
         await app.audit.record({
           request_id: request.id,

@@ -5,6 +5,7 @@ import secureSession from '@fastify/secure-session';
 import csrf from '@fastify/csrf-protection';
 import formbody from '@fastify/formbody';
 import type { Caller } from '../plugins/auth.js';
+import type { EndedSessions } from './ended.js';
 import type { PendingSignIn, Person } from './oidc.js';
 
 /** The session cookie: sealed (XChaCha20-Poly1305 by libsodium), so every instance and worker reads it. */
@@ -26,6 +27,8 @@ declare module 'fastify' {
     person: Person | null;
     /** Why a session ended on this request (idle or absolute timeout), for the page to say. */
     sessionEnded: 'idle_timeout' | 'session_timeout' | null;
+    /** Sign out: the cookie cleared, and its session refused on every instance should a copy of it come back. */
+    endSession(): Promise<void>;
   }
 }
 
@@ -38,6 +41,8 @@ export interface SessionOptions {
   formOrigins: string[];
   /** Records a session that ended by a timeout. */
   ended: (request: FastifyRequest, person: Person, reason: 'idle_timeout' | 'session_timeout') => Promise<void>;
+  /** The sessions ended by sign-out. */
+  signedOut: EndedSessions;
 }
 
 /** The caller a person's session stands for: an official as their agency with their roles' scopes; a citizen as themselves. */
@@ -78,6 +83,11 @@ async function sessions(app: FastifyInstance, options: SessionOptions) {
   await app.register(formbody, { bodyLimit: 64 * 1024 });
   app.decorateRequest('person', null);
   app.decorateRequest('sessionEnded', null);
+  app.decorateRequest('endSession', async function endSession(this: FastifyRequest) {
+    const person = this.session.get('person');
+    this.session.delete();
+    if (person) await options.signedOut.end(person.sid, new Date(person.signedInAt + options.maxMs));
+  });
   const csp = pageCsp(options.formOrigins);
 
   app.addHook('onRequest', async (request, reply) => {
@@ -85,6 +95,10 @@ async function sessions(app: FastifyInstance, options: SessionOptions) {
     request.caller = null;
     const person = request.session.get('person');
     if (!person) return;
+    if (await options.signedOut.has(person.sid)) {
+      request.session.set('person', undefined);
+      return;
+    }
     const now = app.clock().getTime();
     const ended = now - person.signedInAt > options.maxMs ? 'session_timeout' : now - person.seenAt > options.idleMs ? 'idle_timeout' : null;
     if (ended) {

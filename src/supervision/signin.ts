@@ -94,7 +94,7 @@ function logoutRoutes(app: FastifyInstance, { issuers, supervisors }: SignInOpti
 
   app.post('/logout', { schema: { hide: true }, config: { audit: 'session.signout' }, preHandler: app.csrfProtection }, async (request, reply) => {
     const person = request.person;
-    request.session.delete();
+    await request.endSession();
     if (!person) return reply.redirect('/', 303);
     request.auditDetails = { ...actor(app, person), reason: person.issuer };
     // RP-initiated logout: the provider ends its session too, then sends the browser back here.

@@ -8,57 +8,11 @@ import { openDatabase } from '../../src/db/index.js';
 import { writeDemoCredentials, type DemoCredentials } from '../../src/demo/clients.js';
 import demoIdp, { DEMO_IDP_PATH, DEMO_PEOPLE, demoSignIn, ensureDemoPeople, type DemoPerson } from '../../src/demo/idp.js';
 import { buildTestApp, freshDatabaseUrl, testDrivers } from '../helpers/app.js';
+import { CookieJar, location, visit } from '../helpers/people.js';
 import { freePort } from '../helpers/server.js';
 
 // Demo data on a PGlite directory loads for a while before the gateway is ready.
 t.setTimeout(300_000);
-
-/** A browser's cookies, enough of one for a sign-in: by name, sent on the paths they were set for. */
-class CookieJar {
-  private readonly cookies = new Map<string, { value: string; path: string }>();
-
-  take(response: Response): void {
-    for (const line of response.headers.getSetCookie()) {
-      const [pair = '', ...attributes] = line.split(';').map((part) => part.trim());
-      const at = pair.indexOf('=');
-      const name = pair.slice(0, at);
-      const value = pair.slice(at + 1);
-      const path = attributes.find((a) => a.toLowerCase().startsWith('path='))?.slice(5) ?? '/';
-      const expired = attributes.some((a) => /^expires=.*1970/i.test(a) || /^max-age=0$/i.test(a));
-      if (expired || value === '') this.cookies.delete(name);
-      else this.cookies.set(name, { value, path });
-    }
-  }
-
-  header(url: URL): string {
-    return [...this.cookies]
-      .filter(([, cookie]) => url.pathname === cookie.path || url.pathname.startsWith(cookie.path.endsWith('/') ? cookie.path : `${cookie.path}/`))
-      .map(([name, cookie]) => `${name}=${cookie.value}`)
-      .join('; ');
-  }
-
-  names(): string[] {
-    return [...this.cookies.keys()];
-  }
-}
-
-/** One request as a browser sends it, redirects not followed. */
-async function visit(jar: CookieJar, url: string | URL, init: { method?: string; form?: Record<string, string> } = {}): Promise<Response> {
-  const target = new URL(url);
-  if (target.hostname !== '127.0.0.1') throw new Error(`the test only talks to loopback, not ${target.host}`);
-  const headers: Record<string, string> = { cookie: jar.header(target) };
-  if (init.form) headers['content-type'] = 'application/x-www-form-urlencoded';
-  const response = await fetch(target, {
-    method: init.method ?? (init.form ? 'POST' : 'GET'),
-    headers,
-    redirect: 'manual',
-    ...(init.form ? { body: new URLSearchParams(init.form).toString() } : {}),
-  });
-  jar.take(response);
-  return response;
-}
-
-const location = (response: Response, base: string) => new URL(response.headers.get('location') as string, base);
 
 interface Gateway {
   url: string;

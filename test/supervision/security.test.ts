@@ -1,7 +1,7 @@
 import t from 'tap';
 import { and, desc, eq, gte } from 'drizzle-orm';
 import type { Driver } from '../../src/db/index.js';
-import { auditEvents } from '../../src/db/schema.js';
+import { auditEvents, endedSessions } from '../../src/db/schema.js';
 import { testDrivers } from '../helpers/app.js';
 import { CookieJar, csrfOf, location, peopleGateway, type PeopleGateway } from '../helpers/people.js';
 
@@ -66,6 +66,19 @@ for (const driver of testDrivers()) {
       t.equal(replay.status, 400);
     });
 
+    await t.test('sign-out ends the session everywhere: a copy of its cookie signs nobody in after it', async (t) => {
+      const jar = await gateway.signIn('provider');
+      const copy = new CookieJar();
+      copy.set('gw_session', jar.get('gw_session') as string);
+      t.equal(await signedInAs(gateway, copy), '陈学籍（演示）', 'the copy works while the session lasts');
+      const html = await (await gateway.visit(jar, '/logout')).text();
+      t.equal((await gateway.visit(jar, '/logout', { form: { _csrf: csrfOf(html) } })).status, 303);
+      t.equal(await signedInAs(gateway, jar), null, 'signed out in this browser');
+      t.equal(await signedInAs(gateway, copy), null, 'and the copy of the cookie is refused');
+      const [ended] = await gateway.app.db.select().from(endedSessions).orderBy(desc(endedSessions.endedAt)).limit(1);
+      t.ok(ended && ended.expiresAt.getTime() > Date.now() + 7 * 3_600_000, 'its id is refused until the session’s absolute timeout');
+    });
+
     await t.test('cookie flags: HttpOnly, SameSite=Lax, Path=/; Secure over HTTPS', async (t) => {
       const jar = await gateway.signIn('consumer');
       const cookie = jar.setCookies.filter((line) => line.startsWith('gw_session=')).at(-1) as string;
@@ -97,7 +110,7 @@ for (const driver of testDrivers()) {
     });
 
     await t.test('sign-in and sign-out are audited, a citizen by keyed hash only', async (t) => {
-      const since = new Date(Date.now() - 1000);
+      const since = new Date(); // the trail’s times are the gateway’s clock, this process’s
       const official = await gateway.signIn('provider');
       const citizen = await gateway.signIn('citizen');
       const signins = await recordsOf(gateway, 'session.signin', since);

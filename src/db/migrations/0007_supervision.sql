@@ -24,9 +24,16 @@ CREATE TABLE "audit_verifications" (
 	"error" text
 );
 --> statement-breakpoint
+CREATE TABLE "ended_sessions" (
+	"sid" text PRIMARY KEY NOT NULL,
+	"ended_at" timestamp with time zone NOT NULL,
+	"expires_at" timestamp with time zone NOT NULL
+);
+--> statement-breakpoint
 CREATE INDEX "audit_hourly_agency_hour" ON "audit_hourly" USING btree ("agency","hour");--> statement-breakpoint
 CREATE INDEX "audit_hourly_provider_hour" ON "audit_hourly" USING btree ("provider","hour");--> statement-breakpoint
 CREATE INDEX "audit_verifications_started" ON "audit_verifications" USING btree ("started_at");--> statement-breakpoint
+CREATE INDEX "ended_sessions_expires" ON "ended_sessions" USING btree ("expires_at");--> statement-breakpoint
 -- The records written before this migration, counted by hour (the writer counts every later
 -- batch in its own insert). The same statement as hourlyRollup('audit_events', 'keep') in
 -- src/audit/rollup.ts, whose CASE is the bucket of LATENCY_BUCKETS_MS (test/audit/rollup.test.ts).
