@@ -11,7 +11,7 @@ import { projectRoot } from '../src/paths.js';
  * placed here before it can be imported.
  */
 const LAYERS: string[][] = [
-  ['commands.ts', 'config.ts', 'errors.ts', 'logger.ts', 'pagination.ts', 'paths.ts', 'model', 'db', 'plugins'],
+  ['commands.ts', 'config.ts', 'errors.ts', 'logger.ts', 'pagination.ts', 'paths.ts', 'spreadsheet.ts', 'model', 'db', 'plugins'],
   ['records'],
   ['catalog', 'identity', 'audit'],
   ['exchange', 'open', 'sharing'],

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { stringify } from 'csv-stringify';
+import { spreadsheetText } from '../spreadsheet.js';
 import { and, desc, eq, gte, lt, sql, type SQL } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/index.js';
 import { agencies, auditEvents, auditHourly, resources } from '../db/schema.js';
@@ -101,7 +102,12 @@ export async function eventPage(db: Db, where: SQL | undefined, limit: number, a
 }
 
 /** CSV text of every item the pages yield, read a page at a time: constant memory, any size. */
-function pagedCsv<T>(columns: readonly string[], pageAfter: (after?: TimeKey) => Promise<{ items: T[]; next: TimeKey | null }>, line: (item: T) => object): Readable {
+function pagedCsv<T>(
+  columns: readonly string[],
+  pageAfter: (after?: TimeKey) => Promise<{ items: T[]; next: TimeKey | null }>,
+  line: (item: T) => object,
+  spreadsheet = false,
+): Readable {
   let after: TimeKey | undefined;
   let done = false;
   const rows = new Readable({
@@ -119,19 +125,20 @@ function pagedCsv<T>(columns: readonly string[], pageAfter: (after?: TimeKey) =>
       }
     },
   });
-  return rows.pipe(stringify({ header: true, columns: [...columns] }));
+  return rows.pipe(stringify({ header: true, columns: [...columns], ...(spreadsheet ? { bom: true, cast: { string: spreadsheetText } } : {}) }));
 }
 
 const CSV_PAGE = 1000;
 const spaced = (values: string[] | null) => values?.join(' ');
 
-/** Every event `where` selects, newest first, as CSV with a header line (lists space-separated). */
-export function eventsCsv(db: Db, where: SQL | undefined): Readable {
-  return pagedCsv(EVENT_COLUMNS, (after) => eventPage(db, where, CSV_PAGE, after), (item) => ({
-    ...item,
-    subject_refs: spaced(item.subject_refs),
-    fields: spaced(item.fields),
-  }));
+/**
+ * Every event `where` selects, newest first, as CSV with a header line (lists space-separated);
+ * for a spreadsheet (the supervision page's download) with a byte order mark and no text a
+ * spreadsheet would run as a formula (spreadsheetText), else every value exact (the API's).
+ */
+export function eventsCsv(db: Db, where: SQL | undefined, spreadsheet = false): Readable {
+  const line = (item: AuditRecord) => ({ ...item, subject_refs: spaced(item.subject_refs), fields: spaced(item.fields) });
+  return pagedCsv(EVENT_COLUMNS, (after) => eventPage(db, where, CSV_PAGE, after), line, spreadsheet);
 }
 
 /** One event by id, or undefined when there is none the scope lets its reader see. */

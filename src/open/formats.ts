@@ -8,6 +8,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/index.js';
 import type { StoredRecord } from '../records/index.js';
 import { qualified, quoted, recordTable } from '../records/index.js';
+import { spreadsheetText } from '../spreadsheet.js';
 import { rowBatches } from './query.js';
 
 export type FileFormat = 'csv' | 'json' | 'ndjson' | 'geojson' | 'xlsx';
@@ -41,22 +42,12 @@ function pick(row: StoredRecord, fields: string[]): Record<string, unknown> {
   return picked;
 }
 
-const FORMULA_START = /^[-=+@\t\r]/;
-const DECIMAL = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
-
 /**
- * A text as the CSV for spreadsheets (`bom`) writes it: with a leading `'` when a spreadsheet
- * would take it for a formula (OWASP, CSV Injection), i.e. when its first character is `=`, `+`,
- * `-`, `@`, a tab or a CR. A text that is a whole decimal number (`-12.5`, `+86`, `-1e5`) stays as
- * it is: a spreadsheet reads it as that number, which runs nothing. Only the values of `string`
- * items are texts; numbers, integers, booleans, dates and times are never changed.
- * spreadsheetTextSql is the same rule for the CSV the database writes.
+ * spreadsheetTextSql is spreadsheetText (src/spreadsheet.ts: a leading `'` before a text a
+ * spreadsheet would take for a formula) for the CSV the database writes. Only the values of
+ * `string` items are texts; numbers, integers, booleans, dates and times are never changed.
+ * (PostgreSQL's regular expressions read `\t`, `\r` and `\.` as JavaScript's do.)
  */
-function spreadsheetText(value: string): string {
-  return FORMULA_START.test(value) && !DECIMAL.test(value) ? `'${value}` : value;
-}
-
-/** spreadsheetText in SQL (PostgreSQL's regular expressions read `\t`, `\r` and `\.` as JavaScript's do). */
 function spreadsheetTextSql(column: string): string {
   const formulaStart = String.raw`'^[-=+@\t\r]'`;
   const decimal = String.raw`'^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$'`;

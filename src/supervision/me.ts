@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { stringify } from 'csv-stringify';
 import Type from 'typebox';
 import { decodeCursor, encodeCursor, isTimeKey } from '../pagination.js';
+import { spreadsheetText } from '../spreadsheet.js';
 import type { TypedApp } from '../plugins/typed-app.js';
 import { frameOf } from '../portal/frame.js';
 import { wantsFragment } from '../portal/pages.js';
@@ -85,7 +86,7 @@ function accessLogCsvRoute(app: TypedApp) {
       .header('content-disposition', 'attachment; filename="access-log.csv"')
       .header('content-language', tr.locale)
       .type('text/csv; charset=utf-8')
-      .send(Readable.from(rows()).pipe(stringify({ bom: true, header: true, columns: columns.map((column) => ({ key: column, header: tr.t(`me.csv.${column}`) })) })));
+      .send(Readable.from(rows()).pipe(stringify({ bom: true, cast: { string: spreadsheetText }, header: true, columns: columns.map((column) => ({ key: column, header: tr.t(`me.csv.${column}`) })) })));
   });
 }
 

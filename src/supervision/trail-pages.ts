@@ -169,7 +169,7 @@ function eventsCsvRoute(app: TypedApp, context: SupervisionContext) {
       if (caller.kind === 'agency') request.auditDetails = { agency: caller.agency, client_id: caller.clientId };
       const where = trailWhere(scopeOf(context, request), filtersOf(request.query));
       reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="audit-events.csv"');
-      return reply.send(eventsCsv(app.db, where));
+      return reply.send(eventsCsv(app.db, where, true));
     },
   );
 }

@@ -98,6 +98,18 @@ for (const driver of testDrivers()) {
       t.notOk(lines.join('\n').includes('另一位市民的记录'));
     });
 
+    await t.test('a purpose a spreadsheet would run as a formula is written as text in the CSV, as sent on the page', async (t) => {
+      const formula = '=HYPERLINK("http://evil.invalid","点击")';
+      const recorded = await app.audit.record({ action: 'records.read', outcome: 'allowed', agency: 'zj-hrss', resource: STUDENT, purpose: formula, legal_basis: '-1+1', subject_refs: [app.subjectRef(CITIZEN.id_number)] });
+      const csv = (await (await gateway.visit(citizen, '/me/access-log.csv')).text()).replace(/^\uFEFF/, '');
+      const line = csv.split(/\r?\n/).find((text) => text.includes('HYPERLINK')) as string;
+      t.match(line, `"'=HYPERLINK(""http://evil.invalid"",""点击"")"`, 'a leading quote mark: text, not a formula');
+      t.match(line, `,'-1+1,`, 'also a text that starts with a minus and is no number');
+      const page = await (await gateway.visit(citizen, '/me')).text();
+      t.match(page, '=HYPERLINK(&quot;http://evil.invalid&quot;,&quot;点击&quot;)', 'the page shows it exactly, escaped');
+      await app.db.delete(auditEvents).where(eq(auditEvents.id, recorded));
+    });
+
     await t.test('newest first, a page at a time', async (t) => {
       const start = (use?.occurredAt as Date).getTime();
       for (let i = 1; i <= 52; i += 1) {

@@ -177,6 +177,14 @@ for (const driver of testDrivers()) {
       t.same(filtered.slice(1).map((line) => line[0]), [psbRefused]);
       const bad = await gateway.visit(supervisor, '/supervision/events.csv?outcome=bogus');
       t.equal(bad.status, 400);
+
+      // For a spreadsheet: a byte order mark, and no text that Excel would run as a formula.
+      const formula = await app.audit.record({ action: 'records.read', outcome: 'allowed', agency: 'zj-hrss', resource: '330000-PSB-00001', provider: 'zj-psb', purpose: '=cmd|"/c calc"!A1' });
+      const download = await gateway.visit(supervisor, '/supervision/events.csv?action=records.read&agency=zj-hrss');
+      const bytes = Buffer.from(await download.arrayBuffer());
+      t.same([...bytes.subarray(0, 3)], [0xef, 0xbb, 0xbf], 'a BOM, so that Excel reads UTF-8');
+      const rows = parse(bytes.subarray(3).toString('utf8'), { columns: true }) as Array<Record<string, string>>;
+      t.equal(rows.find((row) => row.id === formula)?.purpose, `'=cmd|"/c calc"!A1`, 'the formula written as text');
     });
 
     await t.test('signed out: to sign-in and back; a citizen: 403', async (t) => {
