@@ -79,6 +79,17 @@ for (const driver of testDrivers()) {
       t.ok(ended && ended.expiresAt.getTime() > Date.now() + 7 * 3_600_000, 'its id is refused until the session’s absolute timeout');
     });
 
+    await t.test('a session works on every instance, and a sign-out on one ends it on all', async (t) => {
+      const other = await peopleGateway(t, driver);
+      const jar = await gateway.signIn('consumer');
+      const copy = new CookieJar();
+      copy.set('gw_session', jar.get('gw_session') as string);
+      t.equal(await signedInAs(other, jar), '王人社（演示）', 'signed in on one instance, known on another (the cookie is sealed under a key every instance derives)');
+      const html = await (await other.visit(jar, '/logout')).text();
+      t.equal((await other.visit(jar, '/logout', { form: { _csrf: csrfOf(html) } })).status, 303, 'signed out on the other');
+      t.equal(await signedInAs(gateway, copy), null, 'and the first refuses the session');
+    });
+
     await t.test('cookie flags: HttpOnly, SameSite=Lax, Path=/; Secure over HTTPS', async (t) => {
       const jar = await gateway.signIn('consumer');
       const cookie = jar.setCookies.filter((line) => line.startsWith('gw_session=')).at(-1) as string;
