@@ -117,7 +117,7 @@ for (const workers of [1, 2]) t.test(`PostgreSQL away for 12 s under load, then 
   await proxy.down();
   await sleep(OUTAGE_LOADED_MS / 2);
   const readyz = await fetch(`${a.url}/readyz`).catch((error) => {
-    t.comment(`readyz failed: ${String(error.cause)} alive=${a.child.exitCode}`);
+    t.comment(`readyz failed: ${String(error.cause)} alive=${a.child.exitCode}; the gateway's last log lines:\n${a.output().slice(-4000)}`);
     throw error;
   });
   t.equal(readyz.status, 503, '/readyz is 503 while the database is away');

@@ -101,6 +101,28 @@ export interface PeopleGateway {
 }
 
 /**
+ * Sign in at the gateway at `base` as a demo person, as a browser does: the gateway's /login, the
+ * demo provider's form and password, its resume, the gateway's callback. The jar then holds the
+ * session; `landedAt` is where the gateway sent the browser.
+ */
+export async function signInAt(base: string, who: DemoPerson, jar = new CookieJar(), returnTo?: string): Promise<CookieJar> {
+  const go = (path: string | URL, init?: VisitOptions) => visit(jar, new URL(path, base), init);
+  const expect = (response: Response, status: number, step: string) => {
+    if (response.status !== status) throw new Error(`sign-in as ${who.role}: ${step} answered ${response.status}, not ${status}`);
+    return response;
+  };
+  const start = expect(await go(`/login?issuer=${who.role === 'citizen' ? 'citizens' : 'officials'}${returnTo ? `&returnTo=${encodeURIComponent(returnTo)}` : ''}`), 303, 'the gateway’s /login');
+  const authorize = expect(await go(location(start, base)), 303, 'the authorization request');
+  const login = location(authorize, base);
+  expect(await go(login), 200, 'the sign-in form');
+  const posted = expect(await go(`${login.href}/login`, { form: { username: who.username, password: who.password } }), 303, 'the password');
+  const resume = expect(await go(location(posted, base)), 303, 'the provider’s resume');
+  const landed = expect(await go(location(resume, base)), 303, 'the callback');
+  jar.landedAt = location(landed, base).pathname + location(landed, base).search;
+  return jar;
+}
+
+/**
  * The gateway listening on loopback with the demo identity provider and its people mounted, and
  * the demo supervisor agency (zj-dsj) a supervisor, as the embedded demo has them, on either driver.
  */
@@ -115,22 +137,7 @@ export async function peopleGateway(t: Test, driver: Driver, options: TestAppOpt
   const person = (role: DemoPerson['role']) => people.find((p) => p.role === role) as DemoPerson;
   const go = (jar: CookieJar, path: string, init?: VisitOptions) => visit(jar, new URL(path, url), init);
 
-  async function signIn(role: DemoPerson['role'], jar = new CookieJar(), returnTo?: string): Promise<CookieJar> {
-    const who = person(role);
-    const expect = (response: Response, status: number, step: string) => {
-      if (response.status !== status) throw new Error(`sign-in as ${role}: ${step} answered ${response.status}, not ${status}`);
-      return response;
-    };
-    const start = expect(await go(jar, `/login?issuer=${role === 'citizen' ? 'citizens' : 'officials'}${returnTo ? `&returnTo=${encodeURIComponent(returnTo)}` : ''}`), 303, 'the gateway’s /login');
-    const authorize = expect(await visit(jar, location(start, url)), 303, 'the authorization request');
-    const login = location(authorize, url);
-    expect(await visit(jar, login), 200, 'the sign-in form');
-    const posted = expect(await visit(jar, `${login.href}/login`, { form: { username: who.username, password: who.password } }), 303, 'the password');
-    const resume = expect(await visit(jar, location(posted, url)), 303, 'the provider’s resume');
-    const landed = expect(await visit(jar, location(resume, url)), 303, 'the callback');
-    jar.landedAt = location(landed, url).pathname + location(landed, url).search;
-    return jar;
-  }
+  const signIn = (role: DemoPerson['role'], jar = new CookieJar(), returnTo?: string) => signInAt(url, person(role), jar, returnTo);
 
   return { url, app, people, person, signIn, visit: go };
 }

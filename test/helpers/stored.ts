@@ -22,12 +22,12 @@ const identifier = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /**
  * A reader of the stored state, as one statement over the tables there are now (audit partitions
- * aside: their rows are counted through audit_events).
+ * aside: their rows are counted through audit_events; so is audit_hourly, which counts them).
  */
 export async function storedStateReader(db: Db): Promise<() => Promise<StoredState>> {
   const tables = rowsOf<{ schema: string; name: string }>(
     await db.execute(sql`select table_schema as schema, table_name as name from information_schema.tables
-      where table_schema in ('public', ${RECORDS_SCHEMA}) and table_type = 'BASE TABLE' and table_name not like 'audit_events%'
+      where table_schema in ('public', ${RECORDS_SCHEMA}) and table_type = 'BASE TABLE' and table_name not like 'audit_events%' and table_name <> 'audit_hourly'
       order by 1, 2`),
   );
   const columns = tables.map(({ schema, name }, index) => {
