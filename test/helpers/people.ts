@@ -107,17 +107,17 @@ export interface PeopleGateway {
  */
 export async function signInAt(base: string, who: DemoPerson, jar = new CookieJar(), returnTo?: string): Promise<CookieJar> {
   const go = (path: string | URL, init?: VisitOptions) => visit(jar, new URL(path, base), init);
-  const expect = (response: Response, status: number, step: string) => {
-    if (response.status !== status) throw new Error(`sign-in as ${who.role}: ${step} answered ${response.status}, not ${status}`);
+  const expect = async (response: Response, status: number, step: string) => {
+    if (response.status !== status) throw new Error(`sign-in as ${who.role}: ${step} answered ${response.status}, not ${status}: ${(await response.text()).slice(0, 2000)}`);
     return response;
   };
-  const start = expect(await go(`/login?issuer=${who.role === 'citizen' ? 'citizens' : 'officials'}${returnTo ? `&returnTo=${encodeURIComponent(returnTo)}` : ''}`), 303, 'the gateway’s /login');
-  const authorize = expect(await go(location(start, base)), 303, 'the authorization request');
+  const start = await expect(await go(`/login?issuer=${who.role === 'citizen' ? 'citizens' : 'officials'}${returnTo ? `&returnTo=${encodeURIComponent(returnTo)}` : ''}`), 303, 'the gateway’s /login');
+  const authorize = await expect(await go(location(start, base)), 303, 'the authorization request');
   const login = location(authorize, base);
-  expect(await go(login), 200, 'the sign-in form');
-  const posted = expect(await go(`${login.href}/login`, { form: { username: who.username, password: who.password } }), 303, 'the password');
-  const resume = expect(await go(location(posted, base)), 303, 'the provider’s resume');
-  const landed = expect(await go(location(resume, base)), 303, 'the callback');
+  await expect(await go(login), 200, 'the sign-in form');
+  const posted = await expect(await go(`${login.href}/login`, { form: { username: who.username, password: who.password } }), 303, 'the password');
+  const resume = await expect(await go(location(posted, base)), 303, 'the provider’s resume');
+  const landed = await expect(await go(location(resume, base)), 303, 'the callback');
   jar.landedAt = location(landed, base).pathname + location(landed, base).search;
   return jar;
 }

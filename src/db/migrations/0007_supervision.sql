@@ -1,4 +1,6 @@
-CREATE TABLE "audit_hourly" (
+-- IF NOT EXISTS: a database migrated by an earlier build of this migration (before
+-- ended_sessions was added to it) takes it again whole.
+CREATE TABLE IF NOT EXISTS "audit_hourly" (
 	"hour" timestamp with time zone NOT NULL,
 	"agency" text NOT NULL,
 	"provider" text NOT NULL,
@@ -11,7 +13,7 @@ CREATE TABLE "audit_hourly" (
 	CONSTRAINT "audit_hourly_hour_agency_provider_resource_action_outcome_reason_bucket_pk" PRIMARY KEY("hour","agency","provider","resource","action","outcome","reason","bucket")
 );
 --> statement-breakpoint
-CREATE TABLE "audit_verifications" (
+CREATE TABLE IF NOT EXISTS "audit_verifications" (
 	"id" bigserial PRIMARY KEY NOT NULL,
 	"instance" text NOT NULL,
 	"trigger" text NOT NULL,
@@ -24,16 +26,16 @@ CREATE TABLE "audit_verifications" (
 	"error" text
 );
 --> statement-breakpoint
-CREATE TABLE "ended_sessions" (
+CREATE TABLE IF NOT EXISTS "ended_sessions" (
 	"sid" text PRIMARY KEY NOT NULL,
 	"ended_at" timestamp with time zone NOT NULL,
 	"expires_at" timestamp with time zone NOT NULL
 );
 --> statement-breakpoint
-CREATE INDEX "audit_hourly_agency_hour" ON "audit_hourly" USING btree ("agency","hour");--> statement-breakpoint
-CREATE INDEX "audit_hourly_provider_hour" ON "audit_hourly" USING btree ("provider","hour");--> statement-breakpoint
-CREATE INDEX "audit_verifications_started" ON "audit_verifications" USING btree ("started_at");--> statement-breakpoint
-CREATE INDEX "ended_sessions_expires" ON "ended_sessions" USING btree ("expires_at");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "audit_hourly_agency_hour" ON "audit_hourly" USING btree ("agency","hour");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "audit_hourly_provider_hour" ON "audit_hourly" USING btree ("provider","hour");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "audit_verifications_started" ON "audit_verifications" USING btree ("started_at");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "ended_sessions_expires" ON "ended_sessions" USING btree ("expires_at");--> statement-breakpoint
 -- The records written before this migration, counted by hour (the writer counts every later
 -- batch in its own insert). The same statement as hourlyRollup('audit_events', 'keep') in
 -- src/audit/rollup.ts, whose CASE is the bucket of LATENCY_BUCKETS_MS (test/audit/rollup.test.ts).
