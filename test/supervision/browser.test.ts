@@ -58,6 +58,7 @@ async function supervisor(t: Test, setting: Setting) {
   await assertAccessible(t, page, 'the dashboard');
   t.ok(await page.locator('[data-chart="series"] svg').count(), 'the exchanges chart is drawn (ECharts, SVG)');
   t.ok(await page.locator('#series-table tbody tr').count() >= 24, 'beside its table');
+  t.ok(await page.locator('[data-table="by-resource-table"] svg').count(), 'the top resources drawn beside their table');
   const overdue = page.locator('#applications-title ~ table tbody tr').first();
   t.match(await overdue.textContent(), /已逾期 \d+ 天/, 'the overdue application first, marked in words');
   await page.getByRole('link', { name: '最近 7 天' }).click();

@@ -35,7 +35,7 @@
       aria: { enabled: true },
       grid: { left: 100, right: 24, top: 8, bottom: 24 },
       xAxis: { type: 'value', minInterval: 1 },
-      yAxis: { type: 'category', inverse: true, data: rows.map(function (r) { return r[0]; }) },
+      yAxis: { type: 'category', inverse: true, data: rows.map(function (r) { return r[0]; }), axisLabel: { width: 92, overflow: 'truncate' } },
       series: [{ type: 'bar', data: rows.map(function (r) { return number(r[1]); }), itemStyle: { color: '#0b5cad' } }],
       tooltip: { trigger: 'axis' },
     });
