@@ -1,12 +1,10 @@
-import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { inArray } from 'drizzle-orm';
 import Type from 'typebox';
-import { trailOverview, type TrailOverview } from '../audit/rollup.js';
+import { trailOverview } from '../audit/rollup.js';
 import { trailScopeOf } from '../audit/scope.js';
-import { agencies, resources } from '../db/schema.js';
 import { countsByStatus, listApplications, sharingScopes, type AgencyCaller } from '../sharing/index.js';
 import { officialsOnly, personOf, sendPersonalPage, type PagesPlugin } from './context.js';
+import { namesFor } from './names.js';
 import { callerOf } from './session.js';
 import { chainCard } from './trail-pages.js';
 
@@ -34,20 +32,6 @@ const DashboardQuery = Type.Object(
   { additionalProperties: false },
 );
 
-/** The names of the agencies and resources a page shows, by code. */
-async function namesOf(app: FastifyInstance, overview: TrailOverview) {
-  const agencyCodes = overview.byAgency.map((stat) => stat.key).filter((key): key is string => key !== null);
-  const resourceCodes = overview.byResource.map((stat) => stat.key).filter((key): key is string => key !== null);
-  const [agencyRows, resourceRows] = await Promise.all([
-    agencyCodes.length ? app.db.select({ code: agencies.code, name: agencies.name, nameEn: agencies.nameEn }).from(agencies).where(inArray(agencies.code, agencyCodes)) : [],
-    resourceCodes.length ? app.db.select({ code: resources.code, name: resources.name, nameEn: resources.title }).from(resources).where(inArray(resources.code, resourceCodes)) : [],
-  ]);
-  return {
-    agencies: Object.fromEntries(agencyRows.map((row) => [row.code, { name: row.name, name_en: row.nameEn }])),
-    resources: Object.fromEntries(resourceRows.map((row) => [row.code, { name: row.name, name_en: row.nameEn }])),
-  };
-}
-
 /**
  * GET /supervision: the exchanges of a period as the person's `audit:read` scope allows
  * (allowed, refused, failed over time; refusal reasons; latency; per resource and agency), their
@@ -69,13 +53,17 @@ export const dashboardPages: PagesPlugin = (parent, context) => {
     ]);
     overview.byResource = overview.byResource.slice(0, TOP);
     overview.byAgency = overview.byAgency.slice(0, TOP);
-    const names = await namesOf(app, overview);
+    const names = await namesFor(
+      app,
+      overview.byAgency.flatMap((stat) => (stat.key === null ? [] : [stat.key])),
+      overview.byResource.flatMap((stat) => (stat.key === null ? [] : [stat.key])),
+    );
     return sendPersonalPage(request, reply, context, 'supervision/templates/dashboard.eta', (frame) => ({
       title: frame.t('dashboard.title'),
       period,
       periods: Object.keys(PERIODS),
       overview,
-      names,
+      names: names(frame.locale),
       counts,
       pending: pending.items,
       now,

@@ -10,7 +10,7 @@ import { wantsFragment } from '../portal/pages.js';
 import type { Translator } from '../portal/i18n.js';
 import { citizensOnly, personOf, sendPersonalPage, type PagesPlugin, type SupervisionContext } from './context.js';
 import { accessLog, accessLogAll, type AccessLogEntry } from '../audit/trail.js';
-import { namesFor, type Names } from './sharing-pages.js';
+import { namesFor, type Names } from './names.js';
 
 const ENTRIES_PER_PAGE = 50;
 

@@ -1,13 +1,11 @@
 import type { FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
-import { findAgency, type Resource } from '../catalog/index.js';
 import { InvalidRequest, NotFound, ownProblemCode } from '../errors.js';
 import { decodeCursor, encodeCursor, isTimeKey } from '../pagination.js';
 import type { TypedApp } from '../plugins/typed-app.js';
 import { wantsFragment } from '../portal/pages.js';
 import { frameOf } from '../portal/frame.js';
-import type { Locale } from '../portal/i18n.js';
 import {
   decide,
   EXPIRING_WITHIN_DAYS,
@@ -30,6 +28,7 @@ import {
   type GrantListStatus,
 } from '../sharing/index.js';
 import { officialsOnly, sendPersonalPage, type PagesPlugin, type SupervisionContext } from './context.js';
+import { namesFor } from './names.js';
 
 /** Applications on one page of the list; grants in one section of theirs. */
 const APPLICATIONS_PER_PAGE = 20;
@@ -55,37 +54,6 @@ function daysOverdue(application: Application, now: Date): number {
 }
 
 /** The names the pages show for codes: agencies' and resources' from the catalog, data items' titles. */
-export interface Names {
-  agency(code: string): string;
-  resource(code: string): string;
-  item(resource: string, field: string): string;
-}
-
-/** The catalog entries of the agencies and resources a page names, read once per page. */
-export async function namesFor(app: TypedApp, agencyCodes: string[], resourceCodes: string[]): Promise<(locale: Locale) => Names> {
-  const agencies = new Map(await Promise.all([...new Set(agencyCodes)].map(async (code) => [code, await findAgency(app.db, code)] as const)));
-  const resources = new Map<string, Resource | undefined>(
-    await Promise.all([...new Set(resourceCodes)].map(async (code) => [code, (await app.catalogCache.find(code))?.document] as const)),
-  );
-  return (locale) => {
-    const en = locale === 'en';
-    return {
-      agency: (code) => {
-        const agency = agencies.get(code);
-        return agency ? (en ? agency.name_en : agency.name) : code;
-      },
-      resource: (code) => {
-        const resource = resources.get(code);
-        return resource ? (en ? resource.title : resource.name) : code;
-      },
-      item: (code, field) => {
-        const item = resources.get(code)?.items.find((one) => one.name === field);
-        return item ? (en ? item.title_en : item.title) : field;
-      },
-    };
-  };
-}
-
 /** An application the official may see, or 404 (never 403: its existence is not told), as the API does. */
 async function visibleApplication(app: TypedApp, context: SupervisionContext, request: FastifyRequest, id: string): Promise<Application> {
   const application = await findApplication(app.db, id);
