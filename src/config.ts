@@ -423,6 +423,11 @@ export function tokenIssuer(config: Config): string {
   return publicUrl(config);
 }
 
+/** SUPERVISOR_AGENCIES as a set of agency codes: their officials with audit:read see every agency's. */
+export function supervisorAgencies(config: Config): ReadonlySet<string> {
+  return new Set(config.SUPERVISOR_AGENCIES.split(',').map((code) => code.trim()).filter(Boolean));
+}
+
 export function publicUrl(config: Config): string {
   if (config.PUBLIC_URL) return config.PUBLIC_URL.replace(/\/$/, '');
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;

@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TypedApp } from '../plugins/typed-app.js';
 import { and, asc, eq, sql } from 'drizzle-orm';
 import Type from 'typebox';
-import type { Config } from '../config.js';
+import { supervisorAgencies, type Config } from '../config.js';
 import { rowsOf } from '../db/index.js';
 import { auditCheckpoints, auditEvents } from '../db/schema.js';
 import { defineProblem } from '../errors.js';
@@ -298,7 +298,7 @@ function accessLogRoute(app: TypedApp) {
  */
 export async function auditRoutes(parent: FastifyInstance, { config }: AuditRouteOptions) {
   const app = parent.withTypeProvider<TypeBoxTypeProvider>();
-  const supervisors = new Set(config.SUPERVISOR_AGENCIES.split(',').map((code) => code.trim()).filter(Boolean));
+  const supervisors = supervisorAgencies(config);
   app.addSchema(AuditEventView);
   eventsRoute(app, supervisors);
   statsRoute(app, supervisors);

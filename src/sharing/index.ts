@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Config } from '../config.js';
+import { supervisorAgencies, type Config } from '../config.js';
 import { GrantCache, type Decision, type DecisionRequest } from './grants.js';
 import { sharingRoutes } from './routes.js';
 import type { SharingSettings } from './applications.js';
@@ -69,7 +69,7 @@ async function sharing(app: FastifyInstance, { config }: SharingOptions) {
 
   await app.register(sharingRoutes, {
     cache,
-    supervisors: new Set(config.SUPERVISOR_AGENCIES.split(',').map((code) => code.trim()).filter(Boolean)),
+    supervisors: supervisorAgencies(config),
     settings: sharingSettings(config),
   });
 }

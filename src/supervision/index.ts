@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
-import { publicUrl, signInIssuers, type Config, type SignInIssuer } from '../config.js';
+import { publicUrl, signInIssuers, supervisorAgencies, type Config, type SignInIssuer } from '../config.js';
 import { keyEncryptionKey } from '../identity/index.js';
 import { problemOf, type ProblemExtras } from '../plugins/errors.js';
 import { sendErrorPage } from '../portal/index.js';
@@ -30,7 +30,7 @@ async function supervision(app: FastifyInstance, options: SupervisionOptions) {
   const base = publicUrl(config).replace(/\/$/, '');
   const entries = [...signInIssuers(config), ...(options.extraIssuers ?? [])];
   const issuers = new SignInIssuers(entries, `${base}/login/callback`, `${base}/`);
-  const supervisors = new Set(config.SUPERVISOR_AGENCIES.split(',').map((code) => code.trim()).filter(Boolean));
+  const supervisors = supervisorAgencies(config);
   const context: SupervisionContext = { config, supervisors, publicUrl: base };
   const kek = await keyEncryptionKey(config);
 
